@@ -1,0 +1,3 @@
+from attester.cli import main
+
+main()

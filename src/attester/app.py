@@ -1,0 +1,128 @@
+"""The ASGI application: one Starlette app, protocol adapters mounted below the configured
+path prefix, the core built once in the lifespan and shared through ``app.state``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from attester.attestation.delivery import OutboxWorker
+from attester.attestation.mail import MailSettings, transport_from_url
+from attester.attestation.oidc import OIDCSettings, OIDCVerifier
+from attester.config import Settings
+from attester.protocols import flowcrypt
+from attester.service.attestation import Attestation
+from attester.service.core import Clock, Core, utcnow
+from attester.store.db import open_database, upgrade
+from attester.web import pages
+
+log = logging.getLogger("attester")
+
+
+def _routes() -> list[BaseRoute]:
+    return [
+        Route("/", flowcrypt.alive, methods=["GET", "HEAD"]),
+        *flowcrypt.routes(),
+        *pages.routes(),
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, exc.detail)
+    return flowcrypt.error_response(exc.status_code, message)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # The exception goes to the log; the client gets a generic sentence, never internals.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {
+            "error": {"code": 500, "message": "Internal server error"},
+            "code": 500,
+            "message": "Internal server error",
+        },
+        status_code=500,
+    )
+
+
+def mail_settings(settings: Settings) -> MailSettings:
+    return MailSettings(
+        base_url=settings.public_url,
+        sender_name=settings.mail_sender_name,
+        sender_address=settings.mail_sender_address,
+        service_name=settings.service_name,
+    )
+
+
+def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = open_database(settings.database_url, settings.database_pool_size)
+        upgrade(db)
+        core = Core(settings, db, clock)
+        mail = mail_settings(settings)
+        async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
+            oidc = None
+            if settings.oidc_issuers:
+                oidc = OIDCVerifier(
+                    OIDCSettings(
+                        issuers=settings.oidc_issuers,
+                        audiences=settings.oidc_audiences,
+                        leeway_seconds=settings.oidc_leeway_seconds,
+                    ),
+                    http,
+                )
+            worker = OutboxWorker(
+                db.writer,
+                transport_from_url(settings.mail_url),
+                mail,
+                clock,
+                poll_seconds=settings.mail_poll_seconds,
+                retry_base_seconds=settings.mail_retry_base_seconds,
+                max_attempts=settings.mail_max_attempts,
+            )
+            app.state.core = core
+            app.state.attestation = Attestation(core, mail, oidc)
+            app.state.mail_worker = worker
+            task = asyncio.create_task(worker.run_forever(), name="outbox-worker")
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                db.dispose()
+
+    routes = _routes()
+    if settings.path_prefix:
+        routes = [Mount(settings.path_prefix, routes=routes)]
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "PUT", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "api-version"],
+            max_age=86400,
+        )
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.settings = settings
+    return app

@@ -1,0 +1,1 @@
+"""Proofs that a submitter controls an email address: OIDC id_tokens and emailed links."""

@@ -1,0 +1,250 @@
+"""Reading uploaded certificates, merging them into stored ones, and what lookups serve.
+
+Every entry point works the same way:
+
+1. Refuse the whole input if it is too large, not OpenPGP, holds no certificate, or holds
+   any secret key (nothing of it is stored then).
+2. Split it into certificates at each primary key; drop packets that are no part of a
+   transferable public key (trust, marker, padding, private and unknown tags), so the only
+   unknown packet Sequoia ever sees is our delimiter (see ``_sequoia``).
+3. Check each certificate against ``Limits`` before any cryptography runs.
+4. Canonicalise with Sequoia and walk the components (``_walk``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from attester.openpgp._keys import fingerprint_of
+from attester.openpgp._packets import (
+    CERT_TAGS,
+    PUBLIC_KEY,
+    PUBLIC_SUBKEY,
+    SECRET_TAGS,
+    SIGNATURE,
+    USER_ATTRIBUTE,
+    USER_ID,
+    RawPacket,
+    decode,
+    encode_packets,
+    split_packets,
+)
+from attester.openpgp._sequoia import armor as _armor
+from attester.openpgp._walk import evaluate, publishable_packets, walk
+from attester.openpgp.digest import sks_digest
+from attester.openpgp.errors import (
+    CertificateError,
+    FingerprintMismatch,
+    InputTooLarge,
+    LimitExceeded,
+    MultipleCertificates,
+    NoCertificate,
+    NoUsableComponent,
+    SecretKeyMaterial,
+)
+from attester.openpgp.model import Limits, ParsedCert, Rejected
+from attester.openpgp.types import Fingerprint
+
+
+class _Input:
+    """One upload after step 1 and 2: the packets of each certificate, by primary key."""
+
+    def __init__(self, data: bytes, limits: Limits) -> None:
+        if len(data) > limits.max_input_bytes:
+            raise InputTooLarge(
+                f"the upload is {len(data)} bytes; at most {limits.max_input_bytes} bytes "
+                "are accepted"
+            )
+        packets = split_packets(decode(data))
+        if any(p.tag in SECRET_TAGS for p in packets):
+            raise SecretKeyMaterial(
+                "the upload contains secret key material; secret keys are never accepted, "
+                "and nothing of this upload was stored. Export the public key only "
+                "(gpg --export, not --export-secret-keys)"
+            )
+        # Several copies of one certificate in one upload are merged into one (keyed by the
+        # primary key packet's body, which is what makes a certificate that certificate).
+        self.certs: dict[bytes, list[list[RawPacket]]] = {}
+        self.dropped = 0
+        current: list[RawPacket] | None = None
+        for p in packets:
+            if p.tag not in CERT_TAGS:
+                self.dropped += 1
+                continue
+            if p.tag == PUBLIC_KEY:
+                current = [p]
+                self.certs.setdefault(p.body, []).append(current)
+            elif current is None:
+                # Signatures or user IDs before any primary key belong to nothing.
+                self.dropped += 1
+            else:
+                current.append(p)
+        if not self.certs:
+            raise NoCertificate("the upload holds OpenPGP data but no public key certificate")
+
+
+def _combine(copies: list[list[RawPacket]]) -> list[RawPacket]:
+    """One packet sequence from several copies of a certificate (each starting with the same
+    primary key packet): the primary key, every copy's direct signatures, then every copy's
+    components. Sequoia merges the duplicates when it canonicalises."""
+    if len(copies) == 1:
+        return copies[0]
+    out = [copies[0][0]]
+    rest: list[RawPacket] = []
+    for packets in copies:
+        i = 1
+        while i < len(packets) and packets[i].tag == SIGNATURE:
+            i += 1
+        out.extend(packets[1:i])
+        rest.extend(packets[i:])
+    return out + rest
+
+
+def _name(packets: list[RawPacket]) -> Fingerprint | None:
+    try:
+        return fingerprint_of(packets[0].body)
+    except ValueError:
+        return None
+
+
+def _check_limits(packets: list[RawPacket], limits: Limits) -> None:
+    """Raise ``LimitExceeded`` with a sentence naming the bound that ``packets`` (one
+    certificate) exceeds."""
+    user_ids = subkeys = signatures = 0
+    component = "the primary key"
+    for p in packets:
+        if len(p.body) > limits.max_packet_bytes:
+            raise LimitExceeded(
+                f"a packet of {len(p.body)} bytes exceeds the limit of "
+                f"{limits.max_packet_bytes} bytes per packet"
+            )
+        if p.tag == SIGNATURE:
+            signatures += 1
+            if signatures > limits.max_signatures_per_component:
+                raise LimitExceeded(
+                    f"{component} carries more than {limits.max_signatures_per_component} "
+                    "signatures (the limit guards against certificate flooding)"
+                )
+            continue
+        signatures = 0
+        if p.tag in (USER_ID, USER_ATTRIBUTE):
+            user_ids += 1
+            component = "a user ID" if p.tag == USER_ID else "a user attribute"
+            if user_ids > limits.max_user_ids:
+                raise LimitExceeded(
+                    f"the certificate has more than {limits.max_user_ids} user IDs and "
+                    "user attributes"
+                )
+        elif p.tag == PUBLIC_SUBKEY:
+            subkeys += 1
+            component = "a subkey"
+            if subkeys > limits.max_subkeys:
+                raise LimitExceeded(f"the certificate has more than {limits.max_subkeys} subkeys")
+
+
+def _parse_one(packets: list[RawPacket], limits: Limits) -> ParsedCert:
+    """Steps 3 and 4 for one certificate. Raises a ``CertificateError``."""
+    _check_limits(packets, limits)
+    w = walk(packets)
+    stored = w.packets()
+    # Canonicalisation can move signatures between components; check what we would store.
+    _check_limits(stored, limits)
+    ev = evaluate(w)
+    if not ev.usable:
+        raise NoUsableComponent(
+            "the certificate has no user ID, subkey or direct-key signature with a valid "
+            "self-signature, so there is nothing that could be published"
+        )
+    data = encode_packets(stored)
+    return ParsedCert(
+        primary=ev.primary,
+        subkeys=ev.subkeys,
+        user_ids=ev.user_ids,
+        data=data,
+        digest=sks_digest(data),
+        ignored=ev.ignored,
+    )
+
+
+def parse_keyring(data: bytes, limits: Limits = Limits()) -> list[ParsedCert | Rejected]:
+    """Every certificate of an upload (armored — one or several blocks, with text around
+    them — or binary), in the order they first appear.
+
+    Problems with the whole upload raise (``InputTooLarge``, ``Unparsable``,
+    ``NoCertificate``, ``SecretKeyMaterial``); a certificate that cannot be accepted is
+    returned as a ``Rejected`` with the reason and, when it can be computed, its fingerprint.
+    """
+    upload = _Input(data, limits)
+    out: list[ParsedCert | Rejected] = []
+    for copies in upload.certs.values():
+        packets = _combine(copies)
+        try:
+            out.append(_parse_one(packets, limits))
+        except CertificateError as e:
+            out.append(Rejected(str(e), _name(packets)))
+    return out
+
+
+def parse_certificates(data: bytes, limits: Limits = Limits()) -> list[ParsedCert]:
+    """Like ``parse_keyring``, but the first certificate that cannot be accepted raises its
+    error (for uploads that must be accepted whole)."""
+    upload = _Input(data, limits)
+    return [_parse_one(_combine(copies), limits) for copies in upload.certs.values()]
+
+
+def parse_certificate(data: bytes, limits: Limits = Limits()) -> ParsedCert:
+    """Exactly one certificate; ``MultipleCertificates`` when the upload holds more."""
+    upload = _Input(data, limits)
+    if len(upload.certs) != 1:
+        raise MultipleCertificates(
+            f"the upload holds {len(upload.certs)} certificates; exactly one is expected here"
+        )
+    (copies,) = upload.certs.values()
+    return _parse_one(_combine(copies), limits)
+
+
+def merge(stored: bytes, incoming: bytes, limits: Limits = Limits()) -> ParsedCert:
+    """``incoming`` (an upload of the same certificate) merged into ``stored`` (its
+    ``ParsedCert.data``).
+
+    Nothing valid is lost: the result holds every component and signature of both that
+    Sequoia verifies, and a revocation in either stays in the result, so a revoked
+    certificate stays revoked when an older copy is uploaded. ``incoming`` may be partial
+    (a bare revocation: primary key plus revocation signature). Raises
+    ``FingerprintMismatch`` when the primary keys differ, and ``LimitExceeded`` when the
+    merged certificate would exceed a limit (the stored version is then kept as it is).
+    """
+    new = _Input(incoming, limits)
+    if len(new.certs) != 1:
+        raise MultipleCertificates(
+            f"the upload holds {len(new.certs)} certificates; exactly one is expected here"
+        )
+    old = _Input(stored, Limits(max_input_bytes=max(len(stored), 1)))
+    if len(old.certs) != 1:
+        raise MultipleCertificates("the stored data holds more than one certificate")
+    ((old_key, old_copies),) = old.certs.items()
+    ((new_key, new_copies),) = new.certs.items()
+    if old_key != new_key:
+        raise FingerprintMismatch(
+            f"the upload is certificate {_name(new_copies[0])}, not {_name(old_copies[0])}"
+        )
+    # The upload on its own must respect the limits; the merged result is checked again.
+    _check_limits(_combine(new_copies), limits)
+    return _parse_one(_combine(old_copies + new_copies), limits)
+
+
+def publishable(cert: ParsedCert, attested: Collection[bytes]) -> bytes:
+    """The binary certificate lookups serve: ``cert`` reduced to what its own key vouches
+    for, with only the user IDs whose exact bytes are in ``attested``.
+
+    ``publishable(cert, ())`` is the identity-free form (primary key, direct-key
+    signatures, revocations and subkeys). Validity is decided again from ``cert.data``, so
+    the result depends on nothing but the stored bytes.
+    """
+    (copies,) = _Input(cert.data, Limits(max_input_bytes=max(len(cert.data), 1))).certs.values()
+    return encode_packets(publishable_packets(walk(_combine(copies)), frozenset(attested)))
+
+
+def armor(data: bytes) -> str:
+    """``data`` as an ASCII-armored ``PGP PUBLIC KEY BLOCK``, ending in a newline."""
+    return _armor(data)

@@ -1,0 +1,1 @@
+"""Protocol adapters: thin translations between HTTP and the service core."""

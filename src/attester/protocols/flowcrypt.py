@@ -1,0 +1,169 @@
+"""The FlowCrypt Attester API (``../shared/specs/flowcrypt-attester-api.md``): lookups.
+
+Every answer that is not a key is the JSON error body all FlowCrypt clients understand:
+``{"error": {"code": N, "message": M}, "code": N, "message": M}``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
+from attester.openpgp.types import Email, KeyID
+from attester.protocols._http import read_body, read_json
+from attester.service.attestation import Attestation, SubmitOutcome
+from attester.service.core import Core
+from attester.service.errors import BadRequest, InvalidQuery, ServiceError
+from attester.service.query import EmailQuery, parse_query
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": status, "message": message}, "code": status, "message": message},
+        status_code=status,
+    )
+
+
+def path_term(raw: str) -> str:
+    """The search term of ``/pub/{term}``: Starlette has percent-decoded the path once; a
+    client that encoded twice (``%2540``) or whose proxy re-encoded still means ``@``.
+    ``unquote`` never turns ``+`` into a space, which FlowCrypt's contract forbids."""
+    term = raw.strip()
+    if "%" in term:
+        term = unquote(term).strip()
+    return term
+
+
+async def alive(request: Request) -> Response:
+    return JSONResponse({"alive": True})
+
+
+async def get_pub(request: Request) -> Response:
+    core: Core = request.app.state.core
+    try:
+        query = parse_query(path_term(request.path_params["term"]))
+        found = await run_in_threadpool(core.lookup, query)
+    except ServiceError as e:
+        return error_response(e.status, e.message)
+    # One armor block per certificate: a block holding two breaks the browser client.
+    body = "\n".join(c.armored_published or c.armored for c in found)
+    return PlainTextResponse(body, headers={"Cache-Control": "no-cache"})
+
+
+def _email(raw: str) -> Email:
+    try:
+        return Email.parse(path_term(raw))
+    except InvalidEmail as e:
+        raise InvalidQuery(str(e)) from e
+
+
+def _woken(request: Request) -> None:
+    worker = getattr(request.app.state, "mail_worker", None)
+    if worker is not None:
+        worker.wake()
+
+
+async def post_pub(request: Request) -> Response:
+    """Submit a key for an address: with an OIDC id token it is published at once, without
+    one a confirmation mail goes to the address. The body is always the raw armored key,
+    whatever content type the client claims."""
+    service: Attestation = request.app.state.attestation
+    try:
+        email = _email(request.path_params["term"])
+        data = await read_body(request)
+        if not data.strip():
+            raise BadRequest("The body is empty: send the armored public key.")
+        if "authorization" in request.headers:
+            await service.submit_with_id_token(request.headers["authorization"], email, data)
+            return PlainTextResponse("Saved")
+        outcome = await run_in_threadpool(service.submit_for_address, email, data)
+    except ServiceError as e:
+        return error_response(e.status, e.message)
+    _woken(request)
+    text = {
+        SubmitOutcome.PUBLISHED: f"Your public key for {email} was updated.",
+        SubmitOutcome.MAIL_SENT: f"A confirmation email was sent to {email}. Your key will be "
+        "published for that address once you follow the link in it.",
+        SubmitOutcome.MAIL_PENDING: f"A confirmation email was already sent to {email} "
+        "recently. Please follow the link in it to publish your key.",
+    }[outcome]
+    return PlainTextResponse(text)
+
+
+async def put_pub(request: Request) -> Response:
+    """Legacy ``PUT /pub/{longid}``: a newer version of a key already stored. Nothing about
+    identities changes: new user IDs are published only where the address already is."""
+    service: Attestation = request.app.state.attestation
+    try:
+        term = path_term(request.path_params["term"])
+        try:
+            kid = KeyID.parse(term)
+        except InvalidIdentifier as e:
+            raise InvalidQuery("PUT /pub/ takes the 16-digit key id of the key") from e
+        data = await read_body(request)
+        await run_in_threadpool(service.update_key, kid, data)
+    except ServiceError as e:
+        return error_response(e.status, e.message)
+    return PlainTextResponse("Saved")
+
+
+async def welcome(request: Request) -> Response:
+    service: Attestation = request.app.state.attestation
+    try:
+        data = await read_json(request, "email", "pubkey")
+        email = _email(data["email"])
+        sent = await run_in_threadpool(service.welcome, email, data["pubkey"].encode())
+    except ServiceError as e:
+        return error_response(e.status, e.message)
+    _woken(request)
+    return JSONResponse({"sent": sent})
+
+
+async def legacy_submit(request: Request) -> Response:
+    service: Attestation = request.app.state.attestation
+    try:
+        data = await read_json(request, "email", "pubkey")
+        email = _email(data["email"])
+        outcome = await run_in_threadpool(
+            service.submit_for_address, email, data["pubkey"].encode()
+        )
+    except ServiceError as e:
+        return JSONResponse(
+            {"saved": False, "attested": False, "error": e.message}, status_code=e.status
+        )
+    _woken(request)
+    return JSONResponse({"saved": True, "attested": outcome is SubmitOutcome.PUBLISHED})
+
+
+async def lookup_email(request: Request) -> Response:
+    core: Core = request.app.state.core
+    try:
+        data = await read_json(request, "email")
+        email = _email(data["email"])
+        try:
+            found = await run_in_threadpool(core.lookup, EmailQuery(email))
+        except ServiceError as e:
+            if e.status != 404:
+                raise
+            found = []
+    except ServiceError as e:
+        return error_response(e.status, e.message)
+    pubkey = found[0].armored_published if found else None
+    return JSONResponse({"pubkey": pubkey, "has_cryptup": bool(found)})
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/pub/{term:path}", get_pub, methods=["GET", "HEAD"]),
+        Route("/pub/{term:path}", post_pub, methods=["POST"]),
+        Route("/pub/{term:path}", put_pub, methods=["PUT"]),
+        Route("/welcome-message", welcome, methods=["POST"]),
+        Route("/test/welcome", welcome, methods=["POST"]),
+        Route("/initial/legacy_submit", legacy_submit, methods=["POST"]),
+        Route("/lookup/email", lookup_email, methods=["POST"]),
+    ]

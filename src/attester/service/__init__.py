@@ -1,0 +1,1 @@
+"""The service layer: one core that every protocol adapter and the CLI call."""

@@ -1,0 +1,152 @@
+"""The core every protocol adapter calls: lookups and imports (attestation builds on it).
+
+It takes parsed values (``Query``, ``Email``, ``Fingerprint``), returns stored views or
+result objects, and raises ``ServiceError`` subclasses; it knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from attester.config import Settings
+from attester.openpgp import (
+    CertificateError,
+    ParsedCert,
+    Rejected,
+    parse_keyring,
+)
+from attester.openpgp.types import Email
+from attester.service.errors import BadRequest, NotFound, PayloadTooLarge
+from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery, Query, TextQuery
+from attester.store.db import Database
+from attester.store.keys import AttestedBy, ImportResult, KeyStore, StoredCert
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ImportSummary:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    attested: int = 0  # addresses newly attested by the operator
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return self.new + self.updated + self.unchanged + self.rejected
+
+    def count(self, result: ImportResult) -> None:
+        setattr(self, result.value, getattr(self, result.value) + 1)
+
+
+def input_error(e: CertificateError) -> BadRequest:
+    """One place that turns an input problem of the OpenPGP core into a service error."""
+    from attester.openpgp import InputTooLarge
+
+    if isinstance(e, InputTooLarge):
+        return PayloadTooLarge(str(e))
+    return BadRequest(str(e))
+
+
+class Core:
+    def __init__(self, settings: Settings, db: Database, clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.store = KeyStore(db, settings.limits)
+
+    # ---- lookups
+    def lookup(self, query: Query) -> list[StoredCert]:
+        """The one decision point for lookups: what a query finds, whichever protocol asked.
+        An email query finds only attested addresses; fingerprint and key-id queries find the
+        certificate whatever is attested (served identity-free when nothing is)."""
+        match query:
+            case EmailQuery(email):
+                found = self.store.by_email(email)
+                if not self.settings.multiple_keys_per_address:
+                    found = found[:1]
+            case FingerprintQuery(fpr):
+                hit = self.store.by_fingerprint(fpr)
+                found = [hit] if hit else []
+            case KeyIDQuery(kid):
+                found = self.store.by_key_id(kid)
+            case TextQuery():
+                raise BadRequest("text search is not supported here")
+        if not found:
+            raise NotFound(_not_found_message(query))
+        return found
+
+    # ---- operator import
+    def import_keyring(
+        self,
+        data: bytes,
+        *,
+        source: str = "import",
+        attest_emails: bool = False,
+        domains: Iterable[str] | None = None,
+        summary: ImportSummary | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        batch_size: int = 200,
+    ) -> ImportSummary:
+        """Merge every certificate of a keyring into the store, ``batch_size`` per
+        transaction. With ``attest_emails`` the operator vouches for the addresses (the
+        enterprise directory path), optionally only those in ``domains``."""
+        summary = summary or ImportSummary()
+        try:
+            items = parse_keyring(data, self.settings.limits)
+        except CertificateError as e:
+            raise input_error(e) from e
+        allowed = {d.lower().strip() for d in domains} if domains else None
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            now = self.clock()
+            with self.store.write() as tx:
+                for item in batch:
+                    if isinstance(item, Rejected):
+                        summary.rejected += 1
+                        summary.reasons[item.reason] += 1
+                        continue
+                    outcome = tx.merge_cert(item, source, now)
+                    summary.count(outcome.result)
+                    if attest_emails:
+                        emails = _emails_in(outcome.cert, allowed)
+                        done = tx.attest(
+                            outcome.cert_id, outcome.cert, emails, AttestedBy.OPERATOR, now
+                        )
+                        for e in done:
+                            tx.audit(
+                                now,
+                                "operator",
+                                "attest",
+                                outcome.cert.fingerprint,
+                                e,
+                                "import --attest-emails",
+                            )
+                        summary.attested += len(done)
+            if progress:
+                progress(len(batch), len(items))
+        return summary
+
+
+def _emails_in(cert: ParsedCert, domains: set[str] | None) -> list[Email]:
+    return [e for e in cert.emails if domains is None or e.domain in domains]
+
+
+def _not_found_message(query: Query) -> str:
+    match query:
+        case EmailQuery(email):
+            return f"No key is published for {email}"
+        case FingerprintQuery(fpr):
+            return f"No key found for fingerprint {fpr}"
+        case KeyIDQuery(kid):
+            return f"No key found for key id {kid}"
+    return "No key found"

@@ -1,0 +1,59 @@
+"""Errors of the service layer, raised by the core and turned into HTTP answers only by the
+protocol adapters (each in its own body format). Messages are sentences for users.
+
+    ServiceError
+    ├── BadRequest          the request is malformed (also wraps OpenPGPError input errors)
+    │   └── InvalidQuery    a search term that is no address, fingerprint or key id
+    │       └── ShortKeyID  a 32-bit key id: refused, they collide
+    ├── NotFound            nothing (published) matches
+    ├── Unauthorized        a credential (OIDC id token) was missing or not accepted
+    ├── RateLimited         too many requests of this kind for now
+    ├── Gone                a token that expired or was already used
+    └── Unavailable         a dependency (OIDC issuer, upstream) cannot be reached
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServiceError):
+    status = 400
+
+
+class InvalidQuery(BadRequest):
+    pass
+
+
+class ShortKeyID(InvalidQuery):
+    pass
+
+
+class PayloadTooLarge(BadRequest):
+    status = 413
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Unauthorized(ServiceError):
+    status = 401
+
+
+class RateLimited(ServiceError):
+    status = 429
+
+
+class Gone(ServiceError):
+    status = 410
+
+
+class Unavailable(ServiceError):
+    status = 503

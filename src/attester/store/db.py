@@ -1,0 +1,104 @@
+"""Engines for the configured database URL, and migrations applied on start.
+
+SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for writing transactions so that
+read-merge-write sequences are serialised (a deferred transaction would upgrade its lock
+late and fail with "database is locked" under concurrent writers). PostgreSQL uses row
+locks (``SELECT ... FOR UPDATE``) in the queries themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class DatabaseURLError(ValueError):
+    pass
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs operators write (``postgresql://``, ``postgres://``) and pick the
+    driver we ship (psycopg 3); create the folder of a SQLite file."""
+    u = url.strip()
+    if u.startswith("postgres://"):
+        u = "postgresql://" + u[len("postgres://") :]
+    if u.startswith("postgresql://"):
+        u = "postgresql+psycopg://" + u[len("postgresql://") :]
+    try:
+        parsed = make_url(u)
+    except Exception as e:
+        raise DatabaseURLError(f"database URL {url!r} is not a valid URL") from e
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseURLError(
+            f"database URL {url!r}: only sqlite:/// and postgresql:// are supported"
+        )
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    return u
+
+
+@dataclass(frozen=True)
+class Database:
+    """A reader and a writer engine (the same engine on PostgreSQL)."""
+
+    reader: Engine
+    writer: Engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.writer.dialect.name == "sqlite"
+
+    def dispose(self) -> None:
+        self.reader.dispose()
+        if self.writer is not self.reader:
+            self.writer.dispose()
+
+
+def _sqlite_engine(url: str, immediate: bool) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def open_database(url: str, pool_size: int = 5) -> Database:
+    u = normalise_url(url)
+    if u.startswith("sqlite"):
+        return Database(reader=_sqlite_engine(u, False), writer=_sqlite_engine(u, True))
+    engine = create_engine(u, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+    return Database(reader=engine, writer=engine)
+
+
+def upgrade(db: Database) -> None:
+    """Apply every pending Alembic migration. On PostgreSQL an advisory lock makes app
+    servers that start together take turns instead of racing on DDL."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with db.writer.begin() as conn:
+        if not db.is_sqlite:
+            conn.execute(text("SELECT pg_advisory_xact_lock(7412395)"))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,161 @@
+"""The schema, in SQLAlchemy Core. Alembic migrations under ``migrations/`` create it; this
+module is what queries are written against. One schema for SQLite and PostgreSQL.
+
+Lookups are served from columns computed at write time (``armored_*``), so the request
+path reads one row and never parses OpenPGP.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone: store naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+certs = Table(
+    "certs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("version", SmallInteger, nullable=False),
+    Column("algorithm", SmallInteger, nullable=False),
+    Column("algorithm_name", String(32), nullable=False),
+    Column("bits", Integer, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("expires", UTCDateTime, nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+    # The full merged certificate as uploaded (canonical binary, third-party sigs included).
+    Column("data", LargeBinary, nullable=False),
+    # What lookups serve: cleaned, armored. identity_free has no user IDs; published holds
+    # the attested ones and is NULL while nothing is attested.
+    Column("armored_identity_free", Text, nullable=False),
+    Column("armored_published", Text, nullable=True),
+    Column("digest", String(32), nullable=False, index=True),  # SKS MD5 key digest
+    Column("source", String(200), nullable=False),  # "upload", "import", "mirror:<name>"
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+)
+
+key_ids = Table(
+    "key_ids",
+    metadata,
+    Column("cert_id", Integer, ForeignKey("certs.id", ondelete="CASCADE"), nullable=False),
+    Column("fingerprint", String(64), nullable=False, index=True),
+    Column("key_id", String(16), nullable=False, index=True),
+    Column("is_primary", Boolean, nullable=False),
+    UniqueConstraint("cert_id", "fingerprint"),
+)
+
+user_ids = Table(
+    "user_ids",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cert_id", Integer, ForeignKey("certs.id", ondelete="CASCADE"), nullable=False),
+    # sha256 of the raw packet body: a user ID can be large, and btree keys cannot.
+    Column("uid_hash", String(64), nullable=False),
+    Column("uid_raw", LargeBinary, nullable=False),
+    Column("uid", Text, nullable=False),
+    Column("email", String(254), nullable=True, index=True),
+    Column("created", UTCDateTime, nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+    # Attestation: by what ("email", "oidc", "operator") and when; NULL = not published.
+    Column("attested_by", String(16), nullable=True),
+    Column("attested_at", UTCDateTime, nullable=True),
+    UniqueConstraint("cert_id", "uid_hash"),
+)
+
+Index("ix_user_ids_email_attested", user_ids.c.email, user_ids.c.attested_at)
+
+# Single-use tokens (verification, management, upload sessions). Only a hash of the token
+# is stored: a leaked database does not leak working links.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("purpose", String(16), nullable=False),  # "verify", "manage", "upload"
+    Column("fingerprint", String(64), nullable=False, index=True),
+    Column("email", String(254), nullable=True),
+    Column("created", UTCDateTime, nullable=False),
+    Column("expires", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+)
+
+# Durable outbox: a mail is committed in the same transaction as the state that caused it.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("send_id", String(64), nullable=False, unique=True),  # becomes the Message-ID
+    Column("kind", String(16), nullable=False),
+    Column("recipient", String(254), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body_text", Text, nullable=False),
+    Column("body_html", Text, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("next_attempt", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("failed_at", UTCDateTime, nullable=True),  # gave up (permanent error / max attempts)
+    Column("last_error", Text, nullable=True),
+)
+Index("ix_outbox_due", outbox.c.sent_at, outbox.c.failed_at, outbox.c.next_attempt)
+Index("ix_outbox_recipient_kind", outbox.c.recipient, outbox.c.kind, outbox.c.created)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Column("actor", String(64), nullable=False),  # "operator", "email", "oidc:<iss>", "system"
+    Column("action", String(32), nullable=False),
+    Column("fingerprint", String(64), nullable=True, index=True),
+    Column("email", String(254), nullable=True),
+    Column("detail", Text, nullable=True),
+)

@@ -1,0 +1,68 @@
+"""Management links: ask by address (same answer either way), list, unpublish at once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from attester.config import Settings
+from attester.service.core import Core
+from tests.support.flows import link_in
+from tests.support.keys import TestKey
+from tests.support.server import LiveServer
+from tests.support.smtp import LoopbackSMTPServer
+
+
+@pytest.fixture
+def live(settings: Settings, smtp_server: LoopbackSMTPServer) -> Iterator[LiveServer]:
+    s = settings.model_copy(update={"mail_url": smtp_server.url(), "mail_poll_seconds": 0.1})
+    with LiveServer.start(s) as server:
+        yield server
+
+
+def test_manage_flow(live: LiveServer, core: Core, smtp_server: LoopbackSMTPServer) -> None:
+    key = TestKey.generate("Ann <ann@example.org>").with_user_id("Ann <ann@work.example>")
+    core.import_keyring(key.public, attest_emails=True)
+    assert live.client.get("/pub/ann@work.example").status_code == 200
+
+    unknown = live.client.post("/manage", data={"email": "nobody@example.org"})
+    known = live.client.post("/manage", data={"email": "ann@example.org"})
+    assert unknown.status_code == known.status_code == 200
+    assert unknown.text == known.text  # reveals nothing about who has a key
+    [mail] = smtp_server.wait_for(1)
+    assert mail["To"].addresses[0].addr_spec == "ann@example.org"
+    link = link_in(mail)
+
+    page = live.client.get(link)
+    assert page.status_code == 200
+    assert "ann@example.org" in page.text and "ann@work.example" in page.text
+    assert key.fingerprint[:4] in page.text
+
+    [action, *_] = re.findall(r'action="([^"]+/unpublish)"', page.text)
+    r = live.client.post(live.origin + action, data={"email": "ann@work.example"})
+    assert r.status_code == 200 and "no longer published" in r.text
+    assert live.client.get("/pub/ann@work.example").status_code == 404
+    assert live.client.get("/pub/ann@example.org").status_code == 200
+    # Each token is single use: the old action is dead, the page carries a fresh one.
+    assert (
+        live.client.post(live.origin + action, data={"email": "ann@example.org"}).status_code == 404
+    )
+    [fresh, *_] = re.findall(r'action="([^"]+/unpublish)"', r.text)
+    assert fresh != action
+    r = live.client.post(live.origin + fresh, data={"email": "ann@example.org"})
+    assert r.status_code == 200 and "No address of this key is published" in r.text
+    assert live.client.get("/pub/ann@example.org").status_code == 404
+    # Still retrievable by fingerprint, identity-free.
+    assert live.client.get(f"/pub/{key.fingerprint}").status_code == 200
+
+
+def test_manage_json_and_bad_input(live: LiveServer) -> None:
+    r = live.client.post("/manage", json={"email": "x@example.org"})
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    r = live.client.post("/manage", json={"email": "not an address"})
+    assert r.status_code == 400 and r.json()["error"]
+    r = live.client.post("/manage", data={"email": "bad"})
+    assert r.status_code == 400 and 'role="alert"' in r.text
+    assert live.client.get("/manage/not-a-token").status_code == 404
