@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     oidc_audiences: tuple[str, ...] = ()
     oidc_leeway_seconds: int = Field(60, ge=0, le=600)
 
+    # --- protocols
+    hkp_text_search: bool = True
+    hkp_add_sends_mail: bool = True
+    search_result_limit: int = Field(100, ge=1, le=10000)
+    wkd_domains: tuple[str, ...] = ("*",)
+    wkd_policy_keywords: tuple[str, ...] = ()
+    wkd_submission_address: str = ""
+
     # --- logging
     log_level: str = "info"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -160,32 +161,41 @@ def _backsig_ok(primary: bytes, subkey: bytes, binding: bytes, info: SigInfo) ->
     return False
 
 
+class Rescued(NamedTuple):
+    """A bad signature that verifies, and the component it verifies for (neither index set:
+    the primary key)."""
+
+    packet: RawPacket
+    info: SigInfo
+    user_id: int | None = None  # index into the user IDs (and attributes) given to ``rescue``
+    subkey: int | None = None  # index into the subkeys given to ``rescue``
+
+
 def rescue(
     primary: bytes,
     bad: Iterable[tuple[RawPacket, SigInfo]],
     user_ids: list[RawPacket],
     subkeys: list[RawPacket],
-) -> list[tuple[int, RawPacket]]:
+) -> list[Rescued]:
     """Which of Sequoia's bad signatures (already known to be issued by ``primary``) verify,
-    and for which component: ``(-1, sig)`` for the primary key, ``(i, sig)`` for the i-th of
-    ``user_ids`` or ``len(user_ids) + j`` for the j-th of ``subkeys``."""
-    out: list[tuple[int, RawPacket]] = []
+    and for which component."""
+    out: list[Rescued] = []
     pk = key_material(primary)
     for sig, info in bad:
         t = info.sig_type
         if t in (DIRECT_KEY, KEY_REVOCATION):
             if _verify(primary, sig.body, info, pk):
-                out.append((-1, sig))
+                out.append(Rescued(sig, info))
         elif t in USER_ID_CERTIFICATIONS or t == CERTIFICATION_REVOCATION:
             for i, uid in enumerate(user_ids):
                 if _verify(primary, sig.body, info, pk + user_id_material(uid.body, uid.tag)):
-                    out.append((i, sig))
+                    out.append(Rescued(sig, info, user_id=i))
                     break
         elif t in (SUBKEY_BINDING, SUBKEY_REVOCATION):
             for j, sub in enumerate(subkeys):
                 if _verify(primary, sig.body, info, pk + key_material(sub.body)) and (
                     t == SUBKEY_REVOCATION or _backsig_ok(primary, sub.body, sig.body, info)
                 ):
-                    out.append((len(user_ids) + j, sig))
+                    out.append(Rescued(sig, info, subkey=j))
                     break
     return out

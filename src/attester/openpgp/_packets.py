@@ -57,7 +57,9 @@ def encode_packets(packets: list[RawPacket]) -> bytes:
 
 
 def _truncated(offset: int) -> Unparsable:
-    return Unparsable(f"the OpenPGP data is truncated (a packet starting at byte {offset} ends early)")
+    return Unparsable(
+        f"the OpenPGP data is truncated (a packet starting at byte {offset} ends early)"
+    )
 
 
 def split_packets(data: bytes) -> list[RawPacket]:
@@ -74,7 +76,9 @@ def split_packets(data: bytes) -> list[RawPacket]:
         start = i
         ctb = data[i]
         if not ctb & 0x80:
-            raise Unparsable(f"byte {i} is not the start of an OpenPGP packet; this is not OpenPGP data")
+            raise Unparsable(
+                f"byte {i} is not the start of an OpenPGP packet; this is not OpenPGP data"
+            )
         i += 1
         if ctb & 0x40:
             # OpenPGP (new) format: 6-bit tag, then one of four length encodings.
@@ -170,7 +174,9 @@ def dearmor(data: bytes) -> bytes:
             i += 1
             if line.startswith(b"-----END PGP "):
                 if line != end_marker:
-                    raise Unparsable("an ASCII-armored block ends with a different END line than it began with")
+                    raise Unparsable(
+                        "an ASCII-armored block ends with a different END line than it began with"
+                    )
                 closed = True
                 break
             if _CHECKSUM_LINE.match(line):

@@ -43,7 +43,7 @@ class Canonical(NamedTuple):
 
     fingerprint: str  # Sequoia's fingerprint of the primary key, uppercase hex
     good: list[RawPacket]  # components, each followed by the signatures that belong to it
-    bad_signatures: int  # signatures that verified for no component (dropped)
+    bad: list[RawPacket]  # signatures that verified for no component
     unparsed: int  # trailing packets Sequoia could not parse (dropped)
 
 
@@ -106,7 +106,7 @@ def canonicalise(packets: list[RawPacket]) -> Canonical:
             unparsed = len(good) - i
             good = good[:i]
             break
-    return Canonical(fingerprint, good, len(bad), unparsed)
+    return Canonical(fingerprint, good, bad, unparsed)
 
 
 def armor(data: bytes) -> str:

@@ -198,7 +198,10 @@ def embedded_signatures(body: bytes) -> list[tuple[bytes, SigInfo]]:
     if fields is None:
         return []
     out: list[tuple[bytes, SigInfo]] = []
-    for start, end in ((fields.hashed_start, fields.hashed_end), (fields.unhashed_start, fields.unhashed_end)):
+    for start, end in (
+        (fields.hashed_start, fields.hashed_end),
+        (fields.unhashed_start, fields.unhashed_end),
+    ):
         try:
             subpackets = _read_subpackets(body[start:end])
         except ValueError:

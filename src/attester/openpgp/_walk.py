@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from attester.openpgp import _large_rsa
 from attester.openpgp._keys import (
     ENCRYPTION_ALGORITHMS,
     SIGNING_ALGORITHMS,
@@ -187,9 +188,30 @@ def walk(packets: list[RawPacket]) -> Walk:
             subkeys.append(current)
         else:  # pragma: no cover - canonicalise() only returns certificate packets
             raise Unparsable(f"unexpected packet with tag {p.tag} in a certificate")
-    return Walk(
-        key, primary, user_ids, user_attributes, subkeys, canonical.bad_signatures, canonical.unparsed
-    )
+    bad = len(canonical.bad)
+    if _large_rsa.applies(key.algorithm, key.bits):
+        # Sequoia could not verify anything this key signed; see ``_large_rsa``.
+        mine = []
+        for p in canonical.bad:
+            try:
+                info = parse_signature(p.body)
+            except ValueError:
+                continue
+            if _issued_by_primary(info, key_id, fpr_value):
+                mine.append((p, info))
+        identities = [*user_ids, *user_attributes]
+        uid_packets = [c.packet for c in identities]
+        subkey_packets = [c.packet for c in subkeys]
+        for found in _large_rsa.rescue(primary.packet.body, mine, uid_packets, subkey_packets):
+            if found.user_id is not None:
+                target = identities[found.user_id]
+            elif found.subkey is not None:
+                target = subkeys[found.subkey]
+            else:
+                target = primary
+            target.sigs.append(Sig(found.packet, found.info, True))
+            bad -= 1
+    return Walk(key, primary, user_ids, user_attributes, subkeys, bad, canonical.unparsed)
 
 
 def _time(ts: int) -> datetime:
@@ -240,9 +262,7 @@ def evaluate(w: Walk) -> Evaluation:
             ignored.append(f"user ID {text[:100]!r} has no valid self-signature")
             continue
         created = latest.created
-        revoked = any(
-            (r.created or 0) >= created for r in c.valid((CERTIFICATION_REVOCATION,))
-        )
+        revoked = any((r.created or 0) >= created for r in c.valid((CERTIFICATION_REVOCATION,)))
         info = UserIDInfo(
             raw=c.packet.body,
             text=text,
@@ -255,7 +275,9 @@ def evaluate(w: Walk) -> Evaluation:
         user_ids.append(info)
         uid_bindings.append((info, latest))
     if w.user_attributes:
-        ignored.append(f"{len(w.user_attributes)} user attribute(s) (photos) are stored, never served")
+        ignored.append(
+            f"{len(w.user_attributes)} user attribute(s) (photos) are stored, never served"
+        )
 
     # The primary key. Its expiry and flags come from the owner's newest statement about it:
     # the newest of its direct-key signatures and of the latest bindings of its (unrevoked)

@@ -19,10 +19,10 @@ from attester.openpgp import (
     parse_keyring,
 )
 from attester.openpgp.types import Email
-from attester.service.errors import BadRequest, NotFound, PayloadTooLarge
+from attester.service.errors import BadRequest, NotFound, PayloadTooLarge, Unsupported
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery, Query, TextQuery
 from attester.store.db import Database
-from attester.store.keys import AttestedBy, ImportResult, KeyStore, StoredCert
+from attester.store.keys import AttestedBy, ImportResult, KeyStore, StoredCert, StoredUserID
 
 Clock = Callable[[], datetime]
 
@@ -84,6 +84,45 @@ class Core:
         if not found:
             raise NotFound(_not_found_message(query))
         return found
+
+    def search(self, query: Query) -> list[StoredCert]:
+        """Like ``lookup``, and free text too (HKP, the web search box): every word must
+        occur in a published user ID."""
+        if not isinstance(query, TextQuery):
+            return self.lookup(query)
+        if not self.settings.hkp_text_search:
+            raise Unsupported("Text search is switched off on this server.")
+        words = [w for w in query.words if w]
+        if not words or all(len(w) < 2 for w in words):
+            raise BadRequest("The search text is too short.")
+        found = self.store.search_text(words, self.settings.search_result_limit)
+        if not found:
+            raise NotFound("No published key matches the search text")
+        return found
+
+    def published_user_ids(self, found: list[StoredCert]) -> dict[int, list[StoredUserID]]:
+        return self.store.published_user_ids([c.id for c in found])
+
+    def by_digest(self, digest: str) -> StoredCert | None:
+        return self.store.by_digest(digest)
+
+    def stats(self) -> dict[str, int]:
+        return self.store.stats()
+
+    def serves_wkd_domain(self, domain: str) -> bool:
+        domains = {d.lower().rstrip(".") for d in self.settings.wkd_domains}
+        return "*" in domains or domain.lower().rstrip(".") in domains
+
+    def wkd(self, domain: str, hash_: str) -> bytes:
+        """The WKD answer: binary certificate(s) with only the requested address's user IDs."""
+        if not self.serves_wkd_domain(domain):
+            raise NotFound(f"This server does not serve WKD for {domain}")
+        found = self.store.wkd(domain.lower().rstrip("."), hash_.lower())
+        if not self.settings.multiple_keys_per_address:
+            found = found[:1]
+        if not found:
+            raise NotFound("No key is published for this address")
+        return b"".join(found)
 
     # ---- operator import
     def import_keyring(

@@ -9,6 +9,7 @@ protocol adapters (each in its own body format). Messages are sentences for user
     ├── Unauthorized        a credential (OIDC id token) was missing or not accepted
     ├── RateLimited         too many requests of this kind for now
     ├── Gone                a token that expired or was already used
+    ├── Unsupported         switched off by the operator (e.g. HKP text search)
     └── Unavailable         a dependency (OIDC issuer, upstream) cannot be reached
 """
 
@@ -57,3 +58,7 @@ class Gone(ServiceError):
 
 class Unavailable(ServiceError):
     status = 503
+
+
+class Unsupported(ServiceError):
+    status = 501

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from attester.openpgp import Limits, ParsedCert, armor, merge, parse_certificate, publishable
 from attester.openpgp.types import Email, Fingerprint, KeyID
+from attester.openpgp.wkd import wkd_hash
 from attester.store.db import Database
 from attester.store.outbox import Outbox
 from attester.store.schema import audit_log, certs, key_ids, user_ids
@@ -119,6 +120,21 @@ def _stored(row: Row[Any]) -> StoredCert:
     )
 
 
+def _stored_uid(r: Row[Any]) -> StoredUserID:
+    return StoredUserID(
+        uid=r.uid,
+        email=Email(r.email) if r.email else None,
+        created=r.created,
+        revoked=r.revoked,
+        attested_by=AttestedBy(r.attested_by) if r.attested_by else None,
+        attested_at=r.attested_at,
+    )
+
+
+def _like_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def uid_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
@@ -183,17 +199,73 @@ class KeyStore:
     def user_ids_of(self, cert_id: int) -> list[StoredUserID]:
         q = select(user_ids).where(user_ids.c.cert_id == cert_id).order_by(user_ids.c.id)
         with self.db.reader.connect() as conn:
-            return [
-                StoredUserID(
-                    uid=r.uid,
-                    email=Email(r.email) if r.email else None,
-                    created=r.created,
-                    revoked=r.revoked,
-                    attested_by=AttestedBy(r.attested_by) if r.attested_by else None,
-                    attested_at=r.attested_at,
+            return [_stored_uid(r) for r in conn.execute(q)]
+
+    def wkd(self, domain: str, hash_: str) -> list[bytes]:
+        """WKD answers: per certificate, the binary form holding only the user IDs of the
+        address whose local part hashes to ``hash_`` at ``domain``; newest attestation first."""
+        q = (
+            select(user_ids.c.cert_id, func.max(user_ids.c.attested_at).label("at"))
+            .where(
+                user_ids.c.wkd_hash == hash_,
+                user_ids.c.email.like(f"%@{_like_escape(domain)}", escape="\\"),
+                user_ids.c.wkd_binary.is_not(None),
+            )
+            .group_by(user_ids.c.cert_id)
+            .subquery()
+        )
+        rows = select(user_ids.c.wkd_binary).join(q, q.c.cert_id == user_ids.c.cert_id).where(
+            user_ids.c.wkd_hash == hash_, user_ids.c.wkd_binary.is_not(None)
+        ).order_by(q.c.at.desc(), user_ids.c.cert_id.desc())
+        seen: list[bytes] = []
+        with self.db.reader.connect() as conn:
+            for r in conn.execute(rows):
+                b = bytes(r[0])
+                if b not in seen:
+                    seen.append(b)
+        return seen
+
+    def search_text(self, words: Collection[str], limit: int) -> list[StoredCert]:
+        """Certificates where every word occurs (case-insensitively) in a published user ID."""
+        q = select(*_CERT_COLUMNS).where(certs.c.armored_published.is_not(None))
+        for w in words:
+            q = q.where(
+                select(user_ids.c.id)
+                .where(
+                    user_ids.c.cert_id == certs.c.id,
+                    user_ids.c.attested_at.is_not(None),
+                    func.lower(user_ids.c.uid).like(f"%{_like_escape(w.lower())}%", escape="\\"),
                 )
-                for r in conn.execute(q)
-            ]
+                .exists()
+            )
+        q = q.order_by(certs.c.id).limit(limit)
+        with self.db.reader.connect() as conn:
+            return [_stored(r) for r in conn.execute(q)]
+
+    def published_user_ids(self, cert_ids: Collection[int]) -> dict[int, list[StoredUserID]]:
+        """Published user IDs per certificate, for index listings (one query)."""
+        out: dict[int, list[StoredUserID]] = {i: [] for i in cert_ids}
+        if not cert_ids:
+            return out
+        q = (
+            select(user_ids)
+            .where(user_ids.c.cert_id.in_(list(cert_ids)), user_ids.c.attested_at.is_not(None))
+            .order_by(user_ids.c.cert_id, user_ids.c.id)
+        )
+        with self.db.reader.connect() as conn:
+            for r in conn.execute(q):
+                out[r.cert_id].append(_stored_uid(r))
+        return out
+
+    def stats(self) -> dict[str, int]:
+        with self.db.reader.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(certs)).scalar_one()
+            published = conn.execute(
+                select(func.count(func.distinct(user_ids.c.email))).where(
+                    user_ids.c.attested_at.is_not(None)
+                )
+            ).scalar_one()
+        return {"keys": int(total), "published_addresses": int(published)}
 
     def count(self) -> int:
         with self.db.reader.connect() as conn:
@@ -308,6 +380,7 @@ class WriteTx:
             values = {
                 "uid": u.text,
                 "email": u.email.address if u.email else None,
+                "wkd_hash": wkd_hash(u.email.local_part) if u.email else None,
                 "created": u.created,
                 "revoked": u.revoked,
             }
@@ -354,14 +427,26 @@ class WriteTx:
                         .where(user_ids.c.id == r.id, user_ids.c.revoked.is_(False))
                         .values(attested_by=a.attested_by, attested_at=a.attested_at)
                     )
-        published_raw = {
-            bytes(r[0])
-            for r in self.conn.execute(
-                select(user_ids.c.uid_raw).where(
-                    user_ids.c.cert_id == cert_id, user_ids.c.attested_at.is_not(None)
-                )
+        published = self.conn.execute(
+            select(user_ids.c.id, user_ids.c.uid_raw, user_ids.c.email).where(
+                user_ids.c.cert_id == cert_id, user_ids.c.attested_at.is_not(None)
             )
-        }
+        ).all()
+        published_raw = {bytes(r.uid_raw) for r in published}
+        by_email: dict[str, set[bytes]] = {}
+        for r in published:
+            if r.email:
+                by_email.setdefault(r.email, set()).add(bytes(r.uid_raw))
+        self.conn.execute(
+            update(user_ids).where(user_ids.c.cert_id == cert_id).values(wkd_binary=None)
+        )
+        for r in published:
+            if r.email:
+                self.conn.execute(
+                    update(user_ids)
+                    .where(user_ids.c.id == r.id)
+                    .values(wkd_binary=publishable(c, by_email[r.email]))
+                )
         self.conn.execute(
             update(certs)
             .where(certs.c.id == cert_id)

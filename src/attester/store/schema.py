@@ -107,6 +107,10 @@ user_ids = Table(
     # Attestation: by what ("email", "oidc", "operator") and when; NULL = not published.
     Column("attested_by", String(16), nullable=True),
     Column("attested_at", UTCDateTime, nullable=True),
+    # Web Key Directory: hash of the address's local part, and (while published) the binary
+    # certificate holding only this address's user IDs, as WKD serves it.
+    Column("wkd_hash", String(32), nullable=True, index=True),
+    Column("wkd_binary", LargeBinary, nullable=True),
     UniqueConstraint("cert_id", "uid_hash"),
 )
 
