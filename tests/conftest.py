@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from attester.config import Settings, load_settings
+from attester.service.attestation import Attestation, mail_settings
 from attester.service.core import Core
 from attester.store.db import open_database, upgrade
 from attester.store.schema import metadata
@@ -92,6 +93,11 @@ def core(settings: Settings) -> Iterator[Core]:
     upgrade(db)
     yield Core(settings, db)
     db.dispose()
+
+
+@pytest.fixture
+def attestation(core: Core, settings: Settings) -> Attestation:
+    return Attestation(core, mail_settings(settings))
 
 
 @pytest.fixture

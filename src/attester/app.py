@@ -19,11 +19,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from attester.attestation.delivery import OutboxWorker
-from attester.attestation.mail import MailSettings, transport_from_url
+from attester.attestation.mail import transport_from_url
 from attester.attestation.oidc import OIDCSettings, OIDCVerifier
 from attester.config import Settings
 from attester.protocols import flowcrypt
-from attester.service.attestation import Attestation
+from attester.service.attestation import Attestation, mail_settings
 from attester.service.core import Clock, Core, utcnow
 from attester.store.db import open_database, upgrade
 from attester.web import pages
@@ -55,15 +55,6 @@ async def _server_error(request: Request, exc: Exception) -> Response:
             "message": "Internal server error",
         },
         status_code=500,
-    )
-
-
-def mail_settings(settings: Settings) -> MailSettings:
-    return MailSettings(
-        base_url=settings.public_url,
-        sender_name=settings.mail_sender_name,
-        sender_address=settings.mail_sender_address,
-        service_name=settings.service_name,
     )
 
 

@@ -15,6 +15,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -113,6 +114,7 @@ def import_(
     config: ConfigOpt = None,
 ) -> None:
     """Merge certificates from keyrings into the store and print a summary."""
+    from attester.service.attestation import Attestation, mail_settings
     from attester.service.core import Core, ImportSummary
     from attester.service.errors import ServiceError
     from attester.store.db import open_database, upgrade
@@ -123,7 +125,7 @@ def import_(
     settings = _settings(config)
     db = open_database(settings.database_url)
     upgrade(db)
-    core = Core(settings, db)
+    service = Attestation(Core(settings, db), mail_settings(settings))
     summary = ImportSummary()
     failed = False
     with Progress(
@@ -139,15 +141,14 @@ def import_(
         for name in files:
             task = progress.add_task(name, total=None, rate="-")
 
-            def advance(n: int, total: int, task: int = task) -> None:
+            def advance(n: int, total: int, task: TaskID = task) -> None:
                 progress.update(task, total=total, advance=n)
-                t = progress.tasks[task]
-                speed = t.speed
+                speed = next(t for t in progress.tasks if t.id == task).speed
                 progress.update(task, rate=f"{speed:.0f}" if speed else "-")
 
             try:
                 data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-                core.import_keyring(
+                service.import_keyring(
                     data,
                     source="import",
                     attest_emails=attest_emails,

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
-from attester.app import mail_settings
 from attester.attestation.delivery import OutboxWorker
 from attester.attestation.mail import FileTransport, transport_from_url
 from attester.config import Settings
 from attester.openpgp.types import Email
+from attester.service.attestation import mail_settings
 from attester.service.core import Core
 from attester.store.outbox import claim_due, pending_count
 from attester.store.schema import outbox

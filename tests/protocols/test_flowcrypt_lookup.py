@@ -6,7 +6,7 @@ import pytest
 
 from attester.config import Settings
 from attester.openpgp import parse_certificates
-from attester.service.core import Core
+from attester.service.attestation import Attestation
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
 
@@ -18,9 +18,9 @@ def _error(resp_json: dict[str, object], code: int) -> None:
 
 
 @pytest.fixture
-def alice(core: Core) -> TestKey:
+def alice(attestation: Attestation) -> TestKey:
     key = TestKey.generate("Alice <alice+pgp@example.org>").with_user_id("Alice <a@hidden.example>")
-    summary = core.import_keyring(key.public, attest_emails=True, domains=["example.org"])
+    summary = attestation.import_keyring(key.public, attest_emails=True, domains=["example.org"])
     assert summary.new == 1 and summary.attested == 1
     return key
 
@@ -93,9 +93,9 @@ def test_subkey_ids_find_the_certificate(server: LiveServer, alice: TestKey) -> 
             assert str(parse_certificates(r.content)[0].fingerprint) == alice.fingerprint
 
 
-def test_identity_free_when_nothing_attested(server: LiveServer, core: Core) -> None:
+def test_identity_free_when_nothing_attested(server: LiveServer, attestation: Attestation) -> None:
     key = TestKey.generate("Nobody <nobody@example.org>")
-    core.import_keyring(key.public)
+    attestation.import_keyring(key.public)
     assert server.client.get("/pub/nobody@example.org").status_code == 404
     r = server.client.get(f"/pub/{key.fingerprint}")
     assert r.status_code == 200

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from attester.config import Settings
-from attester.service.core import Core
+from attester.service.attestation import Attestation
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
@@ -22,9 +22,11 @@ def live(settings: Settings, smtp_server: LoopbackSMTPServer) -> Iterator[LiveSe
         yield server
 
 
-def test_manage_flow(live: LiveServer, core: Core, smtp_server: LoopbackSMTPServer) -> None:
+def test_manage_flow(
+    live: LiveServer, attestation: Attestation, smtp_server: LoopbackSMTPServer
+) -> None:
     key = TestKey.generate("Ann <ann@example.org>").with_user_id("Ann <ann@work.example>")
-    core.import_keyring(key.public, attest_emails=True)
+    attestation.import_keyring(key.public, attest_emails=True)
     assert live.client.get("/pub/ann@work.example").status_code == 200
 
     unknown = live.client.post("/manage", data={"email": "nobody@example.org"})

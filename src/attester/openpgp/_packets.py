@@ -140,12 +140,14 @@ def split_packets(data: bytes) -> list[RawPacket]:
 _BEGIN = re.compile(rb"^-----BEGIN PGP ([A-Z0-9 ,/]+)-----$")
 _HEADER_LINE = re.compile(rb"^[A-Za-z0-9-]+: ")
 _CHECKSUM_LINE = re.compile(rb"^=[A-Za-z0-9+/]{4}$")
+_BOM = b"\xef\xbb\xbf"
 
 
 def is_binary(data: bytes) -> bool:
     """Binary OpenPGP starts with a packet header, whose top bit is always set; armored text
-    never has that bit set in its first character."""
-    return bool(data) and bool(data[0] & 0x80)
+    never has that bit set in its first character, unless a UTF-8 byte order mark (which
+    editors and web forms add) comes first."""
+    return bool(data) and bool(data[0] & 0x80) and not data.startswith(_BOM)
 
 
 def dearmor(data: bytes) -> bytes:
@@ -194,8 +196,7 @@ def dearmor(data: bytes) -> bytes:
 
 
 def decode(data: bytes) -> bytes:
-    """Binary OpenPGP from binary or armored input (a leading UTF-8 BOM or blank space, as
-    editors and forms add them, is tolerated in front of armor)."""
+    """Binary OpenPGP from binary or armored input."""
     if is_binary(data):
         return data
     return dearmor(data)

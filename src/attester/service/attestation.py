@@ -7,7 +7,7 @@ One service, used by every protocol (FlowCrypt ``/pub``, VKS upload/request-veri
   address (rate-limited); ``confirm`` publishes when the certificate still carries a valid,
   unrevoked user ID with the address;
 - OIDC: ``submit_with_id_token`` publishes at once for the address the token proves;
-- operator: ``Core.import_keyring(attest_emails=True)``.
+- operator: ``import_keyring(attest_emails=True)`` (the enterprise directory import).
 
 Whatever the path, ``_publish`` applies the conflict rule: unless the operator allows
 several keys per address, the newly attested key replaces the previous one and the address
@@ -17,7 +17,7 @@ is told so by mail. Every mail is queued in the same transaction as the change b
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,9 +25,16 @@ from anyio import to_thread
 
 from attester.attestation.mail import MailSettings, render
 from attester.attestation.oidc import IssuerUnavailable, OIDCError, OIDCVerifier
-from attester.openpgp import CertificateError, ParsedCert, parse_certificate
+from attester.config import Settings
+from attester.openpgp import (
+    CertificateError,
+    ParsedCert,
+    Rejected,
+    parse_certificate,
+    parse_keyring,
+)
 from attester.openpgp.types import Email, Fingerprint, KeyID
-from attester.service.core import Core, input_error
+from attester.service.core import Core, ImportSummary, input_error
 from attester.service.errors import BadRequest, NotFound, Unauthorized, Unavailable
 from attester.store.keys import AttestedBy, WriteTx
 from attester.store.tokens import Purpose, TokenInfo, TokenState
@@ -79,6 +86,16 @@ class ManageView:
     published: tuple[Email, ...] = ()
     token: str | None = None  # the token to use for the next action (tokens are single use)
     expired: bool = False
+
+
+def mail_settings(settings: Settings) -> MailSettings:
+    """What mails need to know of the configuration."""
+    return MailSettings(
+        base_url=settings.public_url,
+        sender_name=settings.mail_sender_name,
+        sender_address=settings.mail_sender_address,
+        service_name=settings.service_name,
+    )
 
 
 class Attestation:
@@ -326,6 +343,54 @@ class Attestation:
             )
         return cert.fingerprint
 
+    # ---- operator import (the enterprise directory path)
+    def import_keyring(
+        self,
+        data: bytes,
+        *,
+        source: str = "import",
+        attest_emails: bool = False,
+        domains: Iterable[str] | None = None,
+        summary: ImportSummary | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        batch_size: int = 200,
+    ) -> ImportSummary:
+        """Merge every certificate of a keyring into the store, ``batch_size`` per
+        transaction. With ``attest_emails`` the operator vouches for the addresses (the
+        enterprise directory path), optionally only those in ``domains``."""
+        summary = summary or ImportSummary()
+        try:
+            items = parse_keyring(data, self.core.settings.limits)
+        except CertificateError as e:
+            raise input_error(e) from e
+        allowed = {d.lower().strip() for d in domains} if domains else None
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            now = self.core.clock()
+            with self.store.write() as tx:
+                for item in batch:
+                    if isinstance(item, Rejected):
+                        summary.rejected += 1
+                        summary.reasons[item.reason] += 1
+                        continue
+                    outcome = tx.merge_cert(item, source, now)
+                    summary.count(outcome.result)
+                    if attest_emails:
+                        emails = _emails_in(outcome.cert, allowed)
+                        done = self._publish(
+                            tx,
+                            outcome.cert_id,
+                            outcome.cert,
+                            emails,
+                            AttestedBy.OPERATOR,
+                            "operator",
+                            now,
+                        )
+                        summary.attested += len(done)
+            if progress:
+                progress(len(batch), len(items))
+        return summary
+
     # ---- management
     def request_manage(self, email: Email) -> None:
         """Mail a management link when a key is published for the address. The caller
@@ -404,6 +469,10 @@ class Attestation:
             rendered = render("welcome", {"address": email, "link": self._link("/")}, self.mail)
             tx.outbox.enqueue("welcome", email, rendered.subject, rendered.text, rendered.html, now)
         return True
+
+
+def _emails_in(cert: ParsedCert, domains: set[str] | None) -> list[Email]:
+    return [e for e in cert.emails if domains is None or e.domain in domains]
 
 
 def _valid_emails(cert: ParsedCert) -> set[Email]:

@@ -7,22 +7,18 @@ result objects, and raises ``ServiceError`` subclasses; it knows nothing of HTTP
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from attester.config import Settings
 from attester.openpgp import (
     CertificateError,
-    ParsedCert,
-    Rejected,
-    parse_keyring,
 )
-from attester.openpgp.types import Email
 from attester.service.errors import BadRequest, NotFound, PayloadTooLarge, Unsupported
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery, Query, TextQuery
 from attester.store.db import Database
-from attester.store.keys import AttestedBy, ImportResult, KeyStore, StoredCert, StoredUserID
+from attester.store.keys import ImportResult, KeyStore, StoredCert, StoredUserID
 
 Clock = Callable[[], datetime]
 
@@ -123,61 +119,6 @@ class Core:
         if not found:
             raise NotFound("No key is published for this address")
         return b"".join(found)
-
-    # ---- operator import
-    def import_keyring(
-        self,
-        data: bytes,
-        *,
-        source: str = "import",
-        attest_emails: bool = False,
-        domains: Iterable[str] | None = None,
-        summary: ImportSummary | None = None,
-        progress: Callable[[int, int], None] | None = None,
-        batch_size: int = 200,
-    ) -> ImportSummary:
-        """Merge every certificate of a keyring into the store, ``batch_size`` per
-        transaction. With ``attest_emails`` the operator vouches for the addresses (the
-        enterprise directory path), optionally only those in ``domains``."""
-        summary = summary or ImportSummary()
-        try:
-            items = parse_keyring(data, self.settings.limits)
-        except CertificateError as e:
-            raise input_error(e) from e
-        allowed = {d.lower().strip() for d in domains} if domains else None
-        for start in range(0, len(items), batch_size):
-            batch = items[start : start + batch_size]
-            now = self.clock()
-            with self.store.write() as tx:
-                for item in batch:
-                    if isinstance(item, Rejected):
-                        summary.rejected += 1
-                        summary.reasons[item.reason] += 1
-                        continue
-                    outcome = tx.merge_cert(item, source, now)
-                    summary.count(outcome.result)
-                    if attest_emails:
-                        emails = _emails_in(outcome.cert, allowed)
-                        done = tx.attest(
-                            outcome.cert_id, outcome.cert, emails, AttestedBy.OPERATOR, now
-                        )
-                        for e in done:
-                            tx.audit(
-                                now,
-                                "operator",
-                                "attest",
-                                outcome.cert.fingerprint,
-                                e,
-                                "import --attest-emails",
-                            )
-                        summary.attested += len(done)
-            if progress:
-                progress(len(batch), len(items))
-        return summary
-
-
-def _emails_in(cert: ParsedCert, domains: set[str] | None) -> list[Email]:
-    return [e for e in cert.emails if domains is None or e.domain in domains]
 
 
 def _not_found_message(query: Query) -> str:

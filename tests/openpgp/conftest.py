@@ -1,0 +1,66 @@
+"""Fixtures of the OpenPGP core tests: real keys made at test time, and a real ``gpg`` in a
+throw-away home directory to check our output against."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pysequoia import Cert, Tsk
+
+GPG = shutil.which("gpg")
+
+
+def generate(*uids: str) -> Cert:
+    """A pysequoia certificate (Ed25519 primary with a direct-key signature, signing and
+    encryption subkeys) that still holds its secrets, so tests can sign with it."""
+    return Tsk.generate(user_ids=list(uids)).extract_certificate() if uids else (
+        Tsk.generate().extract_certificate()
+    )
+
+
+def certifier(cert: Cert):  # type: ignore[no-untyped-def]
+    assert cert.secrets is not None
+    return cert.secrets.certifier()
+
+
+@pytest.fixture
+def gnupghome(tmp_path: Path) -> Path:
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    return home
+
+
+GpgRun = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def gpg(gnupghome: Path, tmp_path: Path) -> GpgRun:
+    """``gpg(*args, data=bytes)``: run gpg in the throw-away home; ``data`` is written to a
+    file whose path is appended to the arguments."""
+    if GPG is None:
+        pytest.skip("gpg is not installed")
+
+    def run(*args: str, data: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        argv = [GPG, "--homedir", str(gnupghome), "--batch", "--no-tty", *args]
+        if data is not None:
+            path = tmp_path / f"input-{os.urandom(4).hex()}.pgp"
+            path.write_bytes(data)
+            argv.append(str(path))
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+    return run
+
+
+def colons_uids(colons: str) -> list[str]:
+    """User ID strings of ``--with-colons`` output (field 10), unescaped."""
+    out = []
+    for line in colons.splitlines():
+        f = line.split(":")
+        if f[0] == "uid":
+            out.append(f[9].encode().decode("unicode_escape").encode("latin-1").decode())
+    return out
