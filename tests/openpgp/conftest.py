@@ -15,17 +15,15 @@ from pysequoia import Cert, Tsk
 GPG = shutil.which("gpg")
 
 
-def generate(*uids: str) -> Cert:
-    """A pysequoia certificate (Ed25519 primary with a direct-key signature, signing and
-    encryption subkeys) that still holds its secrets, so tests can sign with it."""
-    return Tsk.generate(user_ids=list(uids)).extract_certificate() if uids else (
-        Tsk.generate().extract_certificate()
-    )
+def generate(*uids: str) -> Tsk:
+    """A pysequoia key (Ed25519 primary with a direct-key signature, signing and encryption
+    subkeys) with its secrets, so tests can sign with ``tsk.certifier()``."""
+    return Tsk.generate(user_ids=list(uids)) if uids else Tsk.generate()
 
 
-def certifier(cert: Cert):  # type: ignore[no-untyped-def]
-    assert cert.secrets is not None
-    return cert.secrets.certifier()
+def public(tsk: Tsk) -> Cert:
+    """The public certificate of ``tsk``; ``bytes()`` of it is what users upload."""
+    return tsk.extract_certificate()
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 ED25519_OID = bytes.fromhex("2b06010401da470f01")
 CV25519_OID = bytes.fromhex("2b060104019755010501")
-NOW = int(time.time()) - 3600  # an hour ago, so nothing looks "created in the future"
+NOW = int(time.time()) - 3600  # signatures: an hour ago, so nothing is "in the future"
+KEY_CREATED = NOW - 30 * 86400  # keys: older than any signature made on them
 
 # Subpacket types.
 CREATED = 2
@@ -107,7 +108,7 @@ class Key:
 
     kind: str = "ed25519"
     bits: int = 2048
-    created: int = NOW
+    created: int = KEY_CREATED
     _secret: object = field(init=False, repr=False)
     body: bytes = field(init=False)
 

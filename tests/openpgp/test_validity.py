@@ -22,7 +22,7 @@ from attester.openpgp import (
 )
 from attester.openpgp._packets import split_packets
 from tests.openpgp import forge as f
-from tests.openpgp.conftest import certifier, generate
+from tests.openpgp.conftest import generate, public
 
 CAROL = b"Carol <carol@example.org>"
 CAROL2 = b"Carol Two <carol2@example.org>"
@@ -285,16 +285,17 @@ def test_key_and_subkey_self_revocations() -> None:
 
 
 def test_pysequoia_revocations() -> None:
-    alice = generate("Alice <alice@example.org>", "Alice Old <old@example.org>")
+    tsk = generate("Alice <alice@example.org>", "Alice Old <old@example.org>")
+    alice = public(tsk)
     uid = next(u for u in alice.user_ids if str(u) == "Alice Old <old@example.org>")
-    data = bytes(alice) + bytes(alice.revoke_user_id(uid, certifier(alice)))
+    data = bytes(alice) + bytes(alice.revoke_user_id(uid, tsk.certifier()))
     cert = parse_certificate(data)
     assert {u.text: u.revoked for u in cert.user_ids} == {
         "Alice <alice@example.org>": False,
         "Alice Old <old@example.org>": True,
     }
     assert not cert.revoked
-    assert parse_certificate(data + bytes(alice.revoke(certifier(alice)))).revoked
+    assert parse_certificate(data + bytes(alice.revoke(tsk.certifier()))).revoked
 
 
 # --- secret keys ----------------------------------------------------------------------------
@@ -304,8 +305,8 @@ def test_pysequoia_revocations() -> None:
 def test_secret_keys_are_refused_whole(armored: bool) -> None:
     tsk = Tsk.generate(user_ids=["Sam <sam@example.org>"])
     secret = str(tsk).encode() if armored else bytes(tsk)
-    public = bytes(generate("Pat <pat@example.org>"))
-    for data in (secret, public + bytes(tsk) if not armored else secret):
+    pat = bytes(public(generate("Pat <pat@example.org>")))
+    for data in (secret, pat + bytes(tsk)):
         for parse_fn in (parse_keyring, parse_certificates, parse_certificate):
             with pytest.raises(SecretKeyMaterial, match="secret keys are never accepted") as e:
                 parse_fn(data)
@@ -344,7 +345,8 @@ def test_algorithms_and_sizes(
     else:
         assert p.key_id.hex == p.fingerprint.hex[-16:]
     assert sorted((k.can_sign, k.can_encrypt) for k in cert.subkeys) == [(False, True), (True, False)]
-    assert p.can_sign and not p.can_encrypt
+    # Sequoia makes certification-only primary keys.
+    assert not p.can_sign and not p.can_encrypt
     assert cert.can_encrypt(datetime.now(UTC))
 
 
