@@ -4,6 +4,7 @@ throw-away home directory to check our output against."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -33,32 +34,32 @@ def gnupghome(tmp_path: Path) -> Path:
     return home
 
 
-GpgRun = Callable[..., subprocess.CompletedProcess[str]]
+GpgRun = Callable[..., subprocess.CompletedProcess[bytes]]
 
 
 @pytest.fixture
 def gpg(gnupghome: Path, tmp_path: Path) -> GpgRun:
     """``gpg(*args, data=bytes)``: run gpg in the throw-away home; ``data`` is written to a
-    file whose path is appended to the arguments."""
+    file whose path is appended to the arguments. Output stays bytes (exports are binary)."""
     if GPG is None:
         pytest.skip("gpg is not installed")
 
-    def run(*args: str, data: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         argv = [GPG, "--homedir", str(gnupghome), "--batch", "--no-tty", *args]
         if data is not None:
             path = tmp_path / f"input-{os.urandom(4).hex()}.pgp"
             path.write_bytes(data)
             argv.append(str(path))
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(argv, capture_output=True, timeout=120, check=False)
 
     return run
 
 
-def colons_uids(colons: str) -> list[str]:
-    """User ID strings of ``--with-colons`` output (field 10), unescaped."""
-    out = []
-    for line in colons.splitlines():
-        f = line.split(":")
-        if f[0] == "uid":
-            out.append(f[9].encode().decode("unicode_escape").encode("latin-1").decode())
-    return out
+def unescape(field: bytes) -> bytes:
+    """A ``--with-colons`` field with GnuPG's ``\\xNN`` escapes undone."""
+    return re.sub(rb"\\x([0-9a-fA-F]{2})", lambda m: bytes((int(m.group(1), 16),)), field)
+
+
+def colons_uids(colons: bytes) -> list[bytes]:
+    """User IDs of ``--with-colons`` output (field 10), as raw bytes."""
+    return [unescape(line.split(b":")[9]) for line in colons.splitlines() if line.startswith(b"uid:")]

@@ -21,37 +21,44 @@ def test_gpg_certificate_expired_years_ago(gpg: GpgRun) -> None:
         "loopback", "--quick-gen-key", "Old Timer <old@example.org>", "rsa2048", "default", "1y",
     )
     assert made.returncode == 0, made.stderr
-    exported = gpg("--export", "old@example.org")
-    data = exported.stdout.encode("latin-1") if isinstance(exported.stdout, str) else b""
-    # ``gpg()`` decodes output as text; export armored instead to keep the bytes intact.
-    armored = gpg("--armor", "--export", "old@example.org").stdout.encode()
-    assert armored.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----"), data[:40]
+    data = gpg("--export", "old@example.org").stdout
 
     with pytest.raises(Exception, match="No binding signature"):
-        Cert.from_bytes(armored).user_ids  # noqa: B018 - the property raises
+        Cert.from_bytes(data).user_ids  # noqa: B018 - the property is what raises
 
-    cert = parse_certificate(armored)
+    cert = parse_certificate(data)
     assert [u.text for u in cert.user_ids] == ["Old Timer <old@example.org>"]
-    assert cert.expires == datetime(2011, 1, 1, tzinfo=UTC)
     assert cert.primary.created == datetime(2010, 1, 1, tzinfo=UTC)
+    assert cert.expires == datetime(2011, 1, 1, tzinfo=UTC)
     assert len(cert.subkeys) == 1 and cert.subkeys[0].expires == datetime(2011, 1, 1, tzinfo=UTC)
     assert not cert.can_encrypt(datetime.now(UTC))
     assert cert.can_encrypt(datetime(2010, 6, 1, tzinfo=UTC))
-    served = split_packets(publishable(cert, [cert.user_ids[0].raw]))
-    assert [p.body for p in served if p.tag == 13] == [b"Old Timer <old@example.org>"]
-    assert colons_uids(gpg("--with-colons", "--show-keys", data=publishable(cert, [cert.user_ids[0].raw])).stdout) == [
-        "Old Timer <old@example.org>"
-    ]
+    served = publishable(cert, [cert.user_ids[0].raw])
+    assert [p.body for p in split_packets(served) if p.tag == 13] == [b"Old Timer <old@example.org>"]
+    shown = gpg("--with-colons", "--show-keys", data=served)
+    assert colons_uids(shown.stdout) == [b"Old Timer <old@example.org>"]
 
 
-def test_pysequoia_expiration_set_in_the_past() -> None:
-    tsk = generate("Gone <gone@example.org>")
-    past = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
-    expired = public(tsk).set_expiration(past, tsk.certifier())
-    cert = parse_certificate(bytes(expired))
-    assert [u.text for u in cert.user_ids] == ["Gone <gone@example.org>"]
-    assert cert.expires is not None and abs(cert.expires - past) <= timedelta(seconds=1)
-    assert not cert.can_encrypt(datetime.now(UTC))
+def test_certificate_expired_last_month() -> None:
+    carol = f.Key("ed25519")  # created 30 days ago
+    expiry = [f.subpacket(f.KEY_EXPIRES, (86400).to_bytes(4, "big"))]
+    uid = b"Gone <gone@example.org>"
+    sig = f.certify(carol, carol, uid, hashed=expiry, created=carol.created + 60)
+    data = f.join([(6, carol.body), (13, uid), (2, sig)])
+    with pytest.raises(Exception, match="No binding signature"):
+        Cert.from_bytes(data).user_ids  # noqa: B018
+    cert = parse_certificate(data)
+    assert [u.raw for u in cert.user_ids] == [uid]
+    assert cert.expires == datetime.fromtimestamp(carol.created + 86400, UTC)
+    assert cert.expires < datetime.now(UTC)
+
+
+def test_pysequoia_set_expiration() -> None:
+    tsk = generate("Soon <soon@example.org>")
+    when = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    cert = parse_certificate(bytes(public(tsk).set_expiration(when, tsk.certifier())))
+    assert cert.expires == when
+    assert [k.expires for k in cert.subkeys] == [when, when]
 
 
 def test_user_id_binding_expiry_is_reported() -> None:

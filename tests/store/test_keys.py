@@ -140,3 +140,27 @@ def test_migrations_are_idempotent(database_url: str) -> None:
     upgrade(db)
     upgrade(db)
     db.dispose()
+
+
+def test_concurrent_first_uploads_of_one_certificate(core: Core) -> None:
+    """Writers racing to store a certificate nobody has yet end with one row holding all of
+    their user IDs (PostgreSQL takes the ON CONFLICT path, SQLite the write lock)."""
+    base = TestKey.generate("Gus <gus@example.org>")
+    versions = [base.with_user_id(f"Gus {i} <gus{i}@example.org>") for i in range(8)]
+    results: list[ImportResult] = []
+    barrier = threading.Barrier(len(versions))
+
+    def run(k: TestKey) -> None:
+        barrier.wait()
+        results.append(_merge(core, k.public))
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in versions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.value for r in results) == ["new"] + ["updated"] * 7
+    assert core.store.count() == 1
+    data = core.store.stored_data(Fingerprint(base.fingerprint))
+    assert data is not None
+    assert len(parse_certificate(data, core.settings.limits).user_ids) == 9
