@@ -62,4 +62,6 @@ def unescape(field: bytes) -> bytes:
 
 def colons_uids(colons: bytes) -> list[bytes]:
     """User IDs of ``--with-colons`` output (field 10), as raw bytes."""
-    return [unescape(line.split(b":")[9]) for line in colons.splitlines() if line.startswith(b"uid:")]
+    return [
+        unescape(line.split(b":")[9]) for line in colons.splitlines() if line.startswith(b"uid:")
+    ]

@@ -115,23 +115,25 @@ class Key:
     def __post_init__(self) -> None:
         head = b"\x04" + struct.pack(">I", self.created)
         if self.kind == "ed25519":
-            sk = ed25519.Ed25519PrivateKey.generate()
-            pub = sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            ed = ed25519.Ed25519PrivateKey.generate()
+            pub = ed.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
             self.body = head + bytes((22, len(ED25519_OID))) + ED25519_OID + mpi(b"\x40" + pub)
+            self._secret = ed
         elif self.kind == "rsa":
-            sk = rsa.generate_private_key(public_exponent=65537, key_size=self.bits)
-            nums = sk.public_key().public_numbers()
+            rs = rsa.generate_private_key(public_exponent=65537, key_size=self.bits)
+            nums = rs.public_key().public_numbers()
             self.body = head + b"\x01" + mpi(nums.n) + mpi(nums.e)
+            self._secret = rs
         elif self.kind == "cv25519":
-            sk = x25519.X25519PrivateKey.generate()
-            pub = sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            cv = x25519.X25519PrivateKey.generate()
+            pub = cv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
             kdf = bytes((3, 1, 8, 7))  # SHA-256, AES-128
             self.body = (
                 head + bytes((18, len(CV25519_OID))) + CV25519_OID + mpi(b"\x40" + pub) + kdf
             )
+            self._secret = cv
         else:
             raise ValueError(self.kind)
-        self._secret = sk
 
     @property
     def fingerprint(self) -> bytes:
@@ -193,7 +195,11 @@ class Key:
         else:
             raise ValueError("encryption keys do not sign")
         return (
-            hashed_part + struct.pack(">H", len(unhashed_area)) + unhashed_area + digest[:2] + values
+            hashed_part
+            + struct.pack(">H", len(unhashed_area))
+            + unhashed_area
+            + digest[:2]
+            + values
         )
 
 
@@ -204,26 +210,50 @@ def certify(
     sig_type: int = 0x13,
     *,
     flags: int | None = 0x03,
-    **kw: object,
+    hashed: list[bytes] | None = None,
+    unhashed: list[bytes] | None = None,
+    issuer: bool = True,
+    created: int | None = None,
+    hash_algo: int = 10,
 ) -> bytes:
-    hashed = list(kw.pop("hashed", []))  # type: ignore[call-overload]
+    """A certification of ``uid`` on ``primary`` by ``signer`` (a self-signature when they
+    are the same key), with key flags unless ``flags`` is None."""
+    extra = list(hashed or [])
     if flags is not None:
-        hashed.append(subpacket(KEY_FLAGS, bytes((flags,))))
+        extra.append(subpacket(KEY_FLAGS, bytes((flags,))))
     return signer.sign(
-        sig_type, key_material(primary.body) + uid_material(uid), hashed=hashed, **kw  # type: ignore[arg-type]
+        sig_type,
+        key_material(primary.body) + uid_material(uid),
+        hashed=extra,
+        unhashed=unhashed,
+        issuer=issuer,
+        created=created,
+        hash_algo=hash_algo,
     )
 
 
 def bind(
-    primary: Key, subkey: Key, *, flags: int = 0x0C, backsig: bool = True, **kw: object
+    primary: Key,
+    subkey: Key,
+    *,
+    flags: int = 0x0C,
+    backsig: bool = True,
+    issuer: bool = True,
+    created: int | None = None,
 ) -> bytes:
     """A subkey binding; signing subkeys get the embedded back-signature RFC 9580 requires."""
     material = key_material(primary.body) + key_material(subkey.body)
-    hashed = [subpacket(KEY_FLAGS, bytes((flags,))), *kw.pop("hashed", [])]  # type: ignore[misc]
-    unhashed = list(kw.pop("unhashed", []))  # type: ignore[call-overload]
+    unhashed = []
     if flags & 0x02 and backsig:
-        unhashed.append(subpacket(EMBEDDED, subkey.sign(0x19, material)))
-    return primary.sign(0x18, material, hashed=hashed, unhashed=unhashed, **kw)  # type: ignore[arg-type]
+        unhashed.append(subpacket(EMBEDDED, subkey.sign(0x19, material, created=created)))
+    return primary.sign(
+        0x18,
+        material,
+        hashed=[subpacket(KEY_FLAGS, bytes((flags,)))],
+        unhashed=unhashed,
+        issuer=issuer,
+        created=created,
+    )
 
 
 def with_prefix_for(sig: bytes, material: bytes) -> bytes:

@@ -9,8 +9,8 @@ import pytest
 from attester.openpgp import Unparsable
 from attester.openpgp._packets import (
     RawPacket,
-    decode,
     dearmor,
+    decode,
     encode_packet,
     split_packets,
 )

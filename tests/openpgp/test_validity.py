@@ -7,11 +7,10 @@ import struct
 from datetime import UTC, datetime
 
 import pytest
-from pysequoia import CipherSuite, Profile, Tsk
+from pysequoia import Cert, CipherSuite, Profile, Tsk
 
 from attester.openpgp import (
     Email,
-    Limits,
     ParsedCert,
     Rejected,
     SecretKeyMaterial,
@@ -37,8 +36,10 @@ def uids(cert: ParsedCert) -> set[bytes]:
     return {u.raw for u in cert.user_ids}
 
 
-def served(cert: ParsedCert, attested: tuple[bytes, ...] = (CAROL, CAROL2, MALLORY)) -> list[tuple[int, bytes]]:
-    return [tuple(p) for p in split_packets(publishable(cert, attested))]  # type: ignore[misc]
+def served(
+    cert: ParsedCert, attested: tuple[bytes, ...] = (CAROL, CAROL2, MALLORY)
+) -> list[tuple[int, bytes]]:
+    return [(p.tag, p.body) for p in split_packets(publishable(cert, attested))]
 
 
 def served_uids(cert: ParsedCert) -> set[bytes]:
@@ -49,7 +50,9 @@ def subkey_fprs(cert: ParsedCert) -> set[str]:
     return {k.fingerprint.hex for k in cert.subkeys}
 
 
-def splice_after_first_uid(packets: list[tuple[int, bytes]], *extra: tuple[int, bytes]) -> list[tuple[int, bytes]]:
+def splice_after_first_uid(
+    packets: list[tuple[int, bytes]], *extra: tuple[int, bytes]
+) -> list[tuple[int, bytes]]:
     """``extra`` right after Carol's user ID and its binding: where an attacker puts it."""
     return [*packets[:3], *extra, *packets[3:]]
 
@@ -121,7 +124,7 @@ def test_user_id_with_a_corrupted_self_signature(subkeys: bool) -> None:
 
 @pytest.mark.parametrize("subkeys", [True, False])
 def test_user_id_without_any_signature(subkeys: bool) -> None:
-    carol, packets = f.simple_cert(CAROL, subkeys=subkeys)
+    _carol, packets = f.simple_cert(CAROL, subkeys=subkeys)
     for where in (splice_after_first_uid(packets, (13, MALLORY)), [*packets, (13, MALLORY)]):
         cert = parse(where)
         assert_not_bound(cert)
@@ -154,6 +157,18 @@ def test_an_unhashed_foreign_issuer_does_not_unbind() -> None:
     assert served_uids(cert) == {CAROL, CAROL2}
 
 
+def test_sha1_self_signatures_count() -> None:
+    """Like GnuPG, and unlike Sequoia's standard policy (under which ``Cert.user_ids`` raises
+    for 93 of the 905 Debian keys, whose bindings are all SHA-1): a keyserver is not where
+    established keys get cut off, and a SHA-1 self-signature needs a collision the key
+    owner signed."""
+    carol, packets = f.simple_cert(subkeys=False)
+    data = f.join([*packets, (13, CAROL), (2, f.certify(carol, carol, CAROL, hash_algo=2))])
+    with pytest.raises(Exception, match="No binding signature"):
+        Cert.from_bytes(data).user_ids  # noqa: B018 - the property is what raises
+    assert uids(parse_certificate(data)) == {CAROL}
+
+
 def test_md5_self_signatures_do_not_count() -> None:
     carol, packets = f.simple_cert(CAROL)
     sig = f.certify(carol, carol, MALLORY, hash_algo=1)
@@ -176,7 +191,7 @@ def test_user_attributes_are_never_user_ids_nor_served() -> None:
 
 
 def test_an_unbound_subkey_alone() -> None:
-    carol, packets = f.simple_cert(CAROL)
+    _carol, packets = f.simple_cert(CAROL)
     stray = f.Key("cv25519")
     cert = parse([*packets, (14, stray.body)])
     assert stray.fpr_hex not in subkey_fprs(cert)
@@ -344,7 +359,10 @@ def test_algorithms_and_sizes(
         assert len(p.fingerprint.hex) == 64 and p.key_id.hex == p.fingerprint.hex[:16]
     else:
         assert p.key_id.hex == p.fingerprint.hex[-16:]
-    assert sorted((k.can_sign, k.can_encrypt) for k in cert.subkeys) == [(False, True), (True, False)]
+    assert sorted((k.can_sign, k.can_encrypt) for k in cert.subkeys) == [
+        (False, True),
+        (True, False),
+    ]
     # Sequoia makes certification-only primary keys.
     assert not p.can_sign and not p.can_encrypt
     assert cert.can_encrypt(datetime.now(UTC))
@@ -370,7 +388,7 @@ def test_copies_of_one_certificate_in_one_upload_are_merged() -> None:
 
 
 def test_packets_foreign_to_certificates_are_dropped() -> None:
-    carol, packets = f.simple_cert(CAROL)
+    _carol, packets = f.simple_cert(CAROL)
     noise = [(12, b"\x05\x00"), (61, b"private"), (10, b"PGP"), (21, bytes(8))]
     data = f.join([(2, packets[2][1])]) + f.join(packets[:3]) + f.join(noise) + f.join(packets[3:])
     cert = parse_certificate(data)

@@ -3,7 +3,7 @@
 ``LoopbackSMTPServer`` binds 127.0.0.1 on a free port that it keeps for its whole life, so
 a test can ``stop()`` it, let a sender fail, ``start()`` it again and watch the retry
 arrive. It can speak STARTTLS or implicit TLS with a certificate made at test time
-(``SelfSignedCertificate``), require AUTH, and refuse chosen recipients.
+(``SelfSignedCertificate``), require AUTH (over TLS only), and refuse chosen recipients.
 
 Fixtures: ``smtp_certificate`` (one per session), ``smtp_server`` (plain, started) and
 ``smtp_server_factory`` (any options; every server it made is stopped afterwards). Import
@@ -127,6 +127,17 @@ class _Handler:
     def __init__(self, owner: LoopbackSMTPServer) -> None:
         self.owner = owner
 
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        # AUTH is enforced here rather than with aiosmtpd's auth_required, which cannot tell
+        # that an implicit-TLS connection is encrypted and would never offer AUTH on it.
+        if self.owner.auth is not None and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
@@ -156,19 +167,20 @@ class LoopbackSMTPServer:
         starttls: bool = False,
         implicit_tls: bool = False,
         auth: tuple[str, str] | None = None,
-        auth_require_tls: bool = True,
     ) -> None:
         if (starttls or implicit_tls) and certificate is None:
             raise ValueError("TLS needs a certificate")
         if starttls and implicit_tls:
             raise ValueError("choose STARTTLS or implicit TLS, not both")
+        if auth is not None and not (starttls or implicit_tls):
+            # As real servers do (and aiosmtpd warns otherwise): no passwords in clear.
+            raise ValueError("AUTH needs TLS: pass a certificate and starttls or implicit_tls")
         self.host = HOST
         self.port = port or free_port()
         self.certificate = certificate
         self.starttls = starttls
         self.implicit_tls = implicit_tls
         self.auth = auth
-        self.auth_require_tls = auth_require_tls
         self.refuse: dict[str, str] = {}
         self.received: list[ReceivedMail] = []
         self._arrived = threading.Condition()
@@ -195,10 +207,11 @@ class LoopbackSMTPServer:
         if self.certificate is not None and self.implicit_tls:
             kwargs["ssl_context"] = self.certificate.server_context()
         if self.auth is not None:
+            # AUTH is offered only over TLS: after STARTTLS, or at once with implicit TLS
+            # (where aiosmtpd's own TLS check must be off, since it only knows STARTTLS).
             kwargs |= {
                 "authenticator": self._authenticate,
-                "auth_required": True,
-                "auth_require_tls": self.auth_require_tls,
+                "auth_require_tls": not self.implicit_tls,
             }
         controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
         controller.start()

@@ -41,6 +41,7 @@ import email.policy
 import hashlib
 import os
 import re
+import socket
 import ssl
 import tempfile
 from collections.abc import Callable, Mapping
@@ -48,7 +49,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
-from email.message import EmailMessage, MIMEPart
+from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import cache
 from pathlib import Path
@@ -213,9 +214,7 @@ def _fingerprint(key: str, value: object) -> str:
             return Fingerprint.parse(value).grouped()
         except OpenPGPError as e:
             raise InvalidMailContext(f"{key}: {e}") from e
-    raise InvalidMailContext(
-        f"{key} must be a Fingerprint or a string, not {type(value).__name__}"
-    )
+    raise InvalidMailContext(f"{key} must be a Fingerprint or a string, not {type(value).__name__}")
 
 
 def _link(key: str, value: object) -> str:
@@ -364,10 +363,10 @@ def build_message(
     msg["MIME-Version"] = "1.0"
     msg.make_alternative()
     for subtype, body in (("plain", rendered.text), ("html", rendered.html)):
-        # MIMEPart rather than add_alternative(): the latter gives each part its own
-        # MIME-Version header. Quoted-printable keeps the parts 7-bit clean and readable.
-        part = MIMEPart(policy=policy)
+        # Quoted-printable keeps the parts 7-bit clean and still readable in a raw file.
+        part = EmailMessage(policy=policy)
         part.set_content(body, subtype=subtype, charset="utf-8", cte="quoted-printable")
+        del part["MIME-Version"]  # set_content adds one; only the top level carries it
         msg.attach(part)
     return msg
 
@@ -490,21 +489,45 @@ class SMTPTransport:
             raise ValueError("the SMTP timeout must be a positive number of seconds")
 
     async def send(self, message: EmailMessage) -> None:
+        # The steps aiosmtplib.send() would take, spelled out so that the socket is known
+        # before STARTTLS and login (either may fail) and can be waited for afterwards.
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            timeout=self.timeout,
+            use_tls=self.use_tls,
+            start_tls=False,
+            validate_certs=self.validate_certs,
+            cert_bundle=self.cafile,
+        )
+        sock = None
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.host,
-                port=self.port,
-                username=self.username,
-                password=self.password,
-                use_tls=self.use_tls,
-                start_tls=self.starttls,
-                timeout=self.timeout,
-                validate_certs=self.validate_certs,
-                cert_bundle=self.cafile,
-            )
+            async with client:  # connects; on leaving sends QUIT, ignoring a failed QUIT
+                sock = client.get_transport_info("socket")
+                if self.starttls:
+                    await client.starttls()
+                if self.username is not None and self.password is not None:
+                    await client.login(self.username, self.password)
+                await client.send_message(message)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
             raise _delivery_error(e) from e
+        finally:
+            if sock is not None:
+                await _until_closed(sock, _CLOSE_WAIT_SECONDS)
+
+
+# How long send() waits for a TLS connection to finish closing. A TLS close is an exchange
+# (close_notify both ways) that goes on after close() returns; a caller whose event loop
+# ends right after send() (a CLI command, asyncio.run) would otherwise leave the socket
+# open. A server that never answers the close only costs this much.
+_CLOSE_WAIT_SECONDS = 1.0
+
+
+async def _until_closed(sock: socket.socket, limit: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while sock.fileno() != -1 and loop.time() < deadline:
+        await asyncio.sleep(0.005)
 
 
 def _delivery_error(exc: BaseException) -> MailDeliveryError:
@@ -539,6 +562,12 @@ def _delivery_error(exc: BaseException) -> MailDeliveryError:
             # Our credentials, not this message: retry once an operator has fixed them.
             return MailDeliveryError(
                 f"the mail server refused our login: {code} {text}", permanent=False, code=code
+            )
+        case aiosmtplib.SMTPSenderRefused(code=530, message=text):
+            return MailDeliveryError(
+                f"the mail server wants a login; put user and password in the mail URL: {text}",
+                permanent=False,
+                code=530,
             )
         case aiosmtplib.SMTPSenderRefused(code=code, message=text):
             # The sender address is our configuration, the same for every mail: temporary.

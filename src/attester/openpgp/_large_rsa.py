@@ -1,5 +1,5 @@
-"""Verifying self-signatures of RSA primary keys larger than 4096 bits, which Sequoia's
-crypto backend in the pysequoia wheel cannot verify.
+"""Verifying the self-signatures that involve RSA keys larger than 4096 bits, which the
+crypto backend of the pysequoia wheel cannot verify.
 
 ¡CAREFUL! This is the one place where Attester checks OpenPGP signatures itself. It exists
 because pysequoia is built on RustCrypto's ``rsa`` crate, which refuses moduli above 4096
@@ -7,8 +7,10 @@ bits: every self-signature of such a key lands among Sequoia's bad signatures, a
 certificate would look unbound (9 of the 905 keys in Debian's keyring are RSA 5120-10240).
 The scope is kept as narrow as possible:
 
-- only certificates whose primary key is RSA with a modulus over 4096 bits;
-- only signatures Sequoia already put among the bad ones, issued by that primary key;
+- only certificates whose primary key is RSA with a modulus over 4096 bits, and, under
+  other primary keys, only the bindings of such RSA signing subkeys (whose back-signature
+  the subkey makes);
+- only signatures Sequoia already put among the bad ones, issued by the primary key;
 - only v4 signatures, with SHA-1 or SHA-2 (PKCS #1 v1.5 via ``cryptography``/OpenSSL);
 - a signature is attached to the one component it verifies for, computed exactly as
   RFC 9580 5.2.4 hashes it; a subkey binding that makes the subkey signing-capable also
@@ -108,6 +110,9 @@ def _verify(key_body: bytes, sig: bytes, info: SigInfo, material: bytes) -> bool
     """Whether ``sig`` (a v4 signature body) is valid over ``material`` under the v4 key
     ``key_body``. RSA, ECDSA and legacy Ed25519 keys; anything else is "not verified"."""
     if info.version != 4 or len(key_body) < 6 or key_body[0] != 4:
+        return False
+    # As Sequoia: a key cannot have made a signature before it existed.
+    if info.created is None or info.created < int.from_bytes(key_body[1:5], "big"):
         return False
     digest = _digest(sig, info.hash_algorithm, material)
     fields = signature_fields(sig)

@@ -33,6 +33,7 @@ from attester.openpgp._packets import (
     encode_packets,
     split_packets,
 )
+from attester.openpgp._signature import signature_fields
 from attester.openpgp.errors import Unparsable
 
 DELIMITER = RawPacket(61, b"attester: every packet after this one is a bad signature")
@@ -45,6 +46,9 @@ class Canonical(NamedTuple):
     good: list[RawPacket]  # components, each followed by the signatures that belong to it
     bad: list[RawPacket]  # signatures that verified for no component
     unparsed: int  # trailing packets Sequoia could not parse (dropped)
+    # Signatures of ``good`` that Sequoia re-serialised differently from the input, mapped
+    # to the input packets they stand for (see ``_originals``).
+    originals: dict[RawPacket, tuple[RawPacket, ...]]
 
 
 def _first_line(e: BaseException) -> str:
@@ -90,7 +94,10 @@ def canonicalise(packets: list[RawPacket]) -> Canonical:
     # would look like one more signature of the last subkey. Ask Sequoia's packet parser which
     # packets it understood and cut at the first one it did not.
     unparsed = 0
-    pile = list(PacketPile.from_bytes(encode_packets(good)))
+    try:
+        pile = list(PacketPile.from_bytes(encode_packets(good)))
+    except Exception as e:
+        raise Unparsable(f"the certificate could not be read: {_first_line(e)}") from e
     if len(pile) != len(good):
         raise RuntimeError("Sequoia's packet parser and ours disagree on the packet framing")
     for i, (raw, parsed) in enumerate(zip(good, pile, strict=True)):
@@ -106,7 +113,46 @@ def canonicalise(packets: list[RawPacket]) -> Canonical:
             unparsed = len(good) - i
             good = good[:i]
             break
-    return Canonical(fingerprint, good, bad, unparsed)
+    return Canonical(fingerprint, good, bad, unparsed, _originals(packets, good))
+
+
+def _originals(
+    given: list[RawPacket], good: list[RawPacket]
+) -> dict[RawPacket, tuple[RawPacket, ...]]:
+    """The input signatures behind each signature Sequoia wrote with different bytes.
+
+    Sequoia normalises the unhashed subpacket area (it reorders it, and folds the unhashed
+    areas of duplicates into one signature). Nothing signed changes, but the bytes do, and
+    SKS and Hockeypuck name a key by the MD5 of its packets as uploaded: storing Sequoia's
+    bytes would give 181 of the 905 Debian keys another digest than every SKS peer computes,
+    and reconciliation would trade them back and forth forever. So what we store is the
+    uploaded packets that Sequoia kept; the walk still reads Sequoia's.
+    """
+    known = set(given)
+    changed = [p for p in good if p.tag == SIGNATURE and p not in known]
+    if not changed:
+        return {}  # the common case: Sequoia wrote every packet as it came
+    by_core: dict[bytes, list[RawPacket]] = {}
+    for p in given:
+        core = _signed_core(p)
+        if core is not None and p not in by_core.get(core, ()):
+            by_core.setdefault(core, []).append(p)
+    out: dict[RawPacket, tuple[RawPacket, ...]] = {}
+    for p in changed:
+        core = _signed_core(p)
+        if core is not None and core in by_core:
+            out[p] = tuple(by_core[core])
+    return out
+
+
+def _signed_core(p: RawPacket) -> bytes | None:
+    """A signature without its unhashed area: what makes it that signature."""
+    if p.tag != SIGNATURE:
+        return None
+    fields = signature_fields(p.body)
+    if fields is None:
+        return None
+    return p.body[: fields.hashed_end] + p.body[fields.unhashed_end :]
 
 
 def armor(data: bytes) -> str:

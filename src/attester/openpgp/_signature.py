@@ -20,15 +20,15 @@ SUBKEY_REVOCATION = 0x28
 CERTIFICATION_REVOCATION = 0x30
 
 # Subpacket types (RFC 9580 5.2.3.7).
-_CREATION_TIME = 2
+CREATION_TIME = 2
 _SIG_EXPIRATION = 3
 _KEY_EXPIRATION = 9
-_ISSUER_KEY_ID = 16
+ISSUER_KEY_ID = 16
 _PRIMARY_USER_ID = 25
 _KEY_FLAGS = 27
 _REVOCATION_REASON = 29
-_EMBEDDED_SIGNATURE = 32
-_ISSUER_FINGERPRINT = 33
+EMBEDDED_SIGNATURE = 32
+ISSUER_FINGERPRINT = 33
 
 # Hash algorithm ids (RFC 9580 9.5).
 MD5 = 1
@@ -85,7 +85,7 @@ class SigInfo(NamedTuple):
     revocation_reason: int | None
 
 
-def _read_subpackets(area: bytes) -> list[tuple[int, bytes]]:
+def read_subpackets(area: bytes) -> list[tuple[int, bytes]]:
     out: list[tuple[int, bytes]] = []
     i = 0
     n = len(area)
@@ -110,6 +110,18 @@ def _read_subpackets(area: bytes) -> list[tuple[int, bytes]]:
         out.append((area[i] & 0x7F, area[i + 1 : i + length]))
         i += length
     return out
+
+
+def encode_subpacket(typ: int, value: bytes) -> bytes:
+    n = len(value) + 1
+    if n < 192:
+        head = bytes((n,))
+    elif n < 16320:
+        n -= 192
+        head = bytes(((n >> 8) + 192, n & 0xFF))
+    else:
+        head = b"\xff" + n.to_bytes(4, "big")
+    return head + bytes((typ,)) + value
 
 
 def parse_signature(body: bytes) -> SigInfo:
@@ -149,8 +161,8 @@ def parse_signature(body: bytes) -> SigInfo:
     primary = False
     key_ids: list[bytes] = []
     fingerprints: list[bytes] = []
-    for typ, value in _read_subpackets(hashed):
-        if typ == _CREATION_TIME and len(value) == 4:
+    for typ, value in read_subpackets(hashed):
+        if typ == CREATION_TIME and len(value) == 4:
             created = int.from_bytes(value, "big")
         elif typ == _KEY_EXPIRATION and len(value) == 4:
             key_expiry = int.from_bytes(value, "big") or None  # 0 means "never"
@@ -162,16 +174,16 @@ def parse_signature(body: bytes) -> SigInfo:
             primary = value[0] != 0
         elif typ == _REVOCATION_REASON and value:
             reason = value[0]
-        elif typ == _ISSUER_KEY_ID:
+        elif typ == ISSUER_KEY_ID:
             key_ids.append(value)
-        elif typ == _ISSUER_FINGERPRINT:
+        elif typ == ISSUER_FINGERPRINT:
             fingerprints.append(value)
     hashed_key_ids = tuple(key_ids)
     hashed_fingerprints = tuple(fingerprints)
-    for typ, value in _read_subpackets(unhashed):
-        if typ == _ISSUER_KEY_ID:
+    for typ, value in read_subpackets(unhashed):
+        if typ == ISSUER_KEY_ID:
             key_ids.append(value)
-        elif typ == _ISSUER_FINGERPRINT:
+        elif typ == ISSUER_FINGERPRINT:
             fingerprints.append(value)
     return SigInfo(
         version=version,
@@ -203,11 +215,11 @@ def embedded_signatures(body: bytes) -> list[tuple[bytes, SigInfo]]:
         (fields.unhashed_start, fields.unhashed_end),
     ):
         try:
-            subpackets = _read_subpackets(body[start:end])
+            subpackets = read_subpackets(body[start:end])
         except ValueError:
             continue
         for typ, value in subpackets:
-            if typ == _EMBEDDED_SIGNATURE:
+            if typ == EMBEDDED_SIGNATURE:
                 try:
                     out.append((value, parse_signature(value)))
                 except ValueError:

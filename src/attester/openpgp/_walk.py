@@ -1,7 +1,9 @@
 """The component walk: which user IDs and subkeys are validly bound, and what is served.
 
-Validity here never asks Sequoia's policy layer (``Cert.user_ids`` evaluates "now" and
-raises for expired certificates, and a keyserver must keep serving those). Instead:
+Validity here never asks Sequoia's policy layer: ``Cert.user_ids`` judges "now" under the
+standard policy and raises when no binding passes it (SHA-1 bindings, for instance, and 102
+of the 905 keys in Debian's keyring have only those), while a keyserver must also serve
+expired and old keys and leave the judgement to clients. Instead:
 
 1. ``_sequoia.canonicalise`` has Sequoia verify every self-signature and hands back only the
    signatures that verified *for the component they now follow* (bad ones are cut off at our
@@ -40,13 +42,20 @@ from attester.openpgp._sequoia import canonicalise
 from attester.openpgp._signature import (
     CERTIFICATION_REVOCATION,
     DIRECT_KEY,
+    EMBEDDED_SIGNATURE,
+    ISSUER_FINGERPRINT,
+    ISSUER_KEY_ID,
     KEY_REVOCATION,
     MD5,
     SUBKEY_BINDING,
     SUBKEY_REVOCATION,
     USER_ID_CERTIFICATIONS,
+    SigFields,
     SigInfo,
+    encode_subpacket,
     parse_signature,
+    read_subpackets,
+    signature_fields,
 )
 from attester.openpgp.errors import Unparsable
 from attester.openpgp.model import KeyInfo, UserIDInfo
@@ -128,20 +137,63 @@ class Walk:
     subkeys: list[Component]
     bad_signatures: int
     unparsed: int
+    originals: dict[RawPacket, tuple[RawPacket, ...]]
 
     @property
     def fingerprint(self) -> Fingerprint:
         return self.key.fingerprint
 
-    def packets(self) -> list[RawPacket]:
-        """The canonical certificate, bad signatures and unreadable packets left out: what we
-        store. Third-party certifications and user attributes stay (merges must not lose
-        anything), but ``publishable`` never serves them."""
-        out: list[RawPacket] = []
+    def stored_packets(self, max_signatures: int, max_bytes: int) -> tuple[list[RawPacket], int]:
+        """What we store, and how many third-party certifications did not fit.
+
+        The certificate without bad signatures and unreadable packets, each signature as it
+        was uploaded (``_sequoia._originals``). Third-party certifications and user
+        attributes stay, so merges lose nothing, but ``publishable`` never serves them.
+
+        Third-party certifications are also the one thing anybody can add without limit
+        over many uploads, so they give way when the certificate outgrows a limit: a
+        component over ``max_signatures`` keeps its self-signatures and the newest
+        certifications that fit, and a certificate over ``max_bytes`` loses its oldest
+        certifications until it fits. Otherwise whoever floods a user ID up to a limit would
+        lock its owner out of every later update (the limits themselves are then checked on
+        the result, so self-signatures alone never get trimmed).
+        """
+        parts: list[tuple[RawPacket, bool]] = []  # (packet, a third-party certification)
+        dropped = 0
         for c in (self.primary, *self.user_ids, *self.user_attributes, *self.subkeys):
-            out.append(c.packet)
-            out.extend(s.packet for s in c.sigs)
-        return out
+            parts.append((c.packet, False))
+            sigs = [(s, p) for s in c.sigs for p in self.originals.get(s.packet, (s.packet,))]
+            if len(sigs) > max_signatures:
+                own = sum(1 for s, _ in sigs if s.by_primary)
+                others = sorted((p for s, p in sigs if not s.by_primary), key=_created)
+                keep = set(others[len(others) - max(0, max_signatures - own) :])
+                dropped += len(others) - len(keep)
+                sigs = [(s, p) for s, p in sigs if s.by_primary or p in keep]
+            parts.extend((p, not s.by_primary) for s, p in sigs)
+
+        size = sum(_encoded_size(p) for p, _ in parts)
+        if size > max_bytes:
+            gone: set[RawPacket] = set()
+            for p in sorted((p for p, third in parts if third), key=_created):
+                if size <= max_bytes:
+                    break
+                gone.add(p)
+                size -= _encoded_size(p)
+            dropped += len(gone)
+            parts = [(p, third) for p, third in parts if p not in gone]
+        return [p for p, _ in parts], dropped
+
+
+def _encoded_size(p: RawPacket) -> int:
+    n = len(p.body)
+    return n + (2 if n < 192 else 3 if n < 8384 else 6)
+
+
+def _created(p: RawPacket) -> int:
+    try:
+        return parse_signature(p.body).created or 0
+    except ValueError:
+        return 0
 
 
 def walk(packets: list[RawPacket]) -> Walk:
@@ -188,42 +240,95 @@ def walk(packets: list[RawPacket]) -> Walk:
             subkeys.append(current)
         else:  # pragma: no cover - canonicalise() only returns certificate packets
             raise Unparsable(f"unexpected packet with tag {p.tag} in a certificate")
-    bad = len(canonical.bad)
-    if _large_rsa.applies(key.algorithm, key.bits):
-        # Sequoia could not verify anything this key signed; see ``_large_rsa``.
-        mine = []
-        for p in canonical.bad:
-            try:
-                info = parse_signature(p.body)
-            except ValueError:
-                continue
-            if _issued_by_primary(info, key_id, fpr_value):
-                mine.append((p, info))
-        identities = [*user_ids, *user_attributes]
-        uid_packets = [c.packet for c in identities]
-        subkey_packets = [c.packet for c in subkeys]
-        for found in _large_rsa.rescue(primary.packet.body, mine, uid_packets, subkey_packets):
-            if found.user_id is not None:
-                target = identities[found.user_id]
-            elif found.subkey is not None:
-                target = subkeys[found.subkey]
-            else:
-                target = primary
-            target.sigs.append(Sig(found.packet, found.info, True))
-            bad -= 1
-    return Walk(key, primary, user_ids, user_attributes, subkeys, bad, canonical.unparsed)
+    bad = len(canonical.bad) - _rescue_large_rsa(
+        key, canonical.bad, primary, [*user_ids, *user_attributes], subkeys, key_id, fpr_value
+    )
+    return Walk(
+        key,
+        primary,
+        user_ids,
+        user_attributes,
+        subkeys,
+        bad,
+        canonical.unparsed,
+        canonical.originals,
+    )
+
+
+def _rescue_large_rsa(
+    key: KeyPacket,
+    bad: list[RawPacket],
+    primary: Component,
+    identities: list[Component],
+    subkeys: list[Component],
+    key_id: bytes,
+    fpr_value: bytes,
+) -> int:
+    """Attach the bad signatures that only failed because Sequoia cannot verify RSA over
+    4096 bits (see ``_large_rsa``); how many were attached.
+
+    With such a primary key, every self-signature is in question. With a smaller primary
+    key, only the bindings of such signing subkeys are: their back-signature is made by the
+    subkey. Everything else Sequoia judged itself.
+    """
+    large_primary = _large_rsa.applies(key.algorithm, key.bits)
+    large_subkeys = [c for c in subkeys if _is_large_rsa(c.packet)]
+    if not large_primary and not large_subkeys:
+        return 0
+    mine = []
+    for p in bad:
+        try:
+            info = parse_signature(p.body)
+        except ValueError:
+            continue
+        if _issued_by_primary(info, key_id, fpr_value) and (
+            large_primary or info.sig_type == SUBKEY_BINDING
+        ):
+            mine.append((p, info))
+    if not large_primary:
+        identities, subkeys = [], large_subkeys
+    found = _large_rsa.rescue(
+        primary.packet.body, mine, [c.packet for c in identities], [c.packet for c in subkeys]
+    )
+    for f in found:
+        if f.user_id is not None:
+            target = identities[f.user_id]
+        elif f.subkey is not None:
+            target = subkeys[f.subkey]
+        else:
+            target = primary
+        target.sigs.append(Sig(f.packet, f.info, True))
+    return len(found)
+
+
+def _is_large_rsa(packet: RawPacket) -> bool:
+    try:
+        k = parse_key(packet.body)
+    except ValueError:
+        return False
+    return _large_rsa.applies(k.algorithm, k.bits)
 
 
 def _time(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def _recency(s: SigInfo) -> tuple[int, bool, bool, int, bool, int]:
+    """Order of self-signatures, newest last. Signatures made in the same second (a tool
+    re-signing everything at once) are ordered by what they say, most lasting last, so the
+    result never depends on the order Sequoia wrote them in."""
+    return (
+        s.created or 0,
+        s.primary_user_id,
+        s.key_expiry is None,
+        s.key_expiry or 0,
+        s.sig_expiry is None,
+        s.sig_expiry or 0,
+    )
+
+
 def _latest(sigs: Iterable[SigInfo]) -> SigInfo | None:
-    best: SigInfo | None = None
-    for s in sigs:
-        if best is None or (s.created or 0) > (best.created or 0):
-            best = s
-    return best
+    return max(sigs, key=_recency, default=None)
 
 
 def _capabilities(binding: SigInfo | None, algorithm: int) -> tuple[bool, bool]:
@@ -286,13 +391,7 @@ def evaluate(w: Walk) -> Evaluation:
     direct = w.primary.valid((DIRECT_KEY,))
     key_revocations = w.primary.valid((KEY_REVOCATION,))
     live = [b for u, b in uid_bindings if not u.revoked] or [b for _, b in uid_bindings]
-    key_binding: SigInfo | None = None
-    for s in (*direct, *live):
-        if key_binding is None or (s.created or 0, s.primary_user_id) > (
-            key_binding.created or 0,
-            key_binding.primary_user_id,
-        ):
-            key_binding = s
+    key_binding = _latest([*direct, *live])
     can_encrypt, can_sign = _capabilities(key_binding, w.key.algorithm)
     primary = KeyInfo(
         fingerprint=w.key.fingerprint,
@@ -353,19 +452,103 @@ def publishable_packets(w: Walk, attested: Collection[bytes]) -> list[RawPacket]
     self-signatures and self-revocations; the validly bound user IDs whose exact bytes are in
     ``attested``, each with only its own self-signatures and self-revocations; every validly
     bound subkey with its bindings and revocations. No third-party certification (certificate
-    flooding, CVE-2019-13050), no user attribute, no bad signature, no unknown packet."""
-    out = [w.primary.packet]
-    out.extend(s.packet for s in w.primary.sigs if _counts(s, _PRIMARY_SIGS))
+    flooding, CVE-2019-13050), no user attribute, no bad signature, no unknown packet, and
+    no unhashed subpacket anybody but the key owner could have added (``_served``)."""
+    key_id = bytes.fromhex(w.key.fingerprint.key_id.hex)
+    fpr_value = bytes((w.key.version,)) + bytes.fromhex(w.key.fingerprint.hex)
+
+    def sigs(c: Component, types: Collection[int]) -> list[RawPacket]:
+        return [_served(s.packet, key_id, fpr_value) for s in c.sigs if _counts(s, types)]
+
+    out = [w.primary.packet, *sigs(w.primary, _PRIMARY_SIGS)]
     for c in w.user_ids:
         if c.packet.body in attested and c.valid(USER_ID_CERTIFICATIONS):
-            out.append(c.packet)
-            out.extend(s.packet for s in c.sigs if _counts(s, _USER_ID_SIGS))
+            out += [c.packet, *sigs(c, _USER_ID_SIGS)]
     for c in w.subkeys:
         if c.valid((SUBKEY_BINDING,)):
             try:
                 parse_key(c.packet.body)
             except ValueError:
                 continue
-            out.append(c.packet)
-            out.extend(s.packet for s in c.sigs if _counts(s, _SUBKEY_SIGS))
+            out += [c.packet, *(_one_backsig(w, c, p) for p in sigs(c, _SUBKEY_SIGS))]
     return out
+
+
+def _one_backsig(w: Walk, subkey: Component, p: RawPacket) -> RawPacket:
+    """A served subkey binding with the one back-signature that verifies, when its unhashed
+    area carries several.
+
+    GnuPG checks only the first back-signature it finds. Anybody can add one to the unsigned
+    area, and Sequoia merges unhashed areas, so a bogus one could come first and make GnuPG
+    refuse every signature of the subkey. Each candidate is tried alone; the first that makes
+    the binding verify is kept.
+    """
+    fields = signature_fields(p.body)
+    if fields is None:
+        return p
+    unhashed = read_subpackets(p.body[fields.unhashed_start : fields.unhashed_end])
+    embedded = [v for t, v in unhashed if t == EMBEDDED_SIGNATURE]
+    if len(embedded) < 2:
+        return p
+    others = [(t, v) for t, v in unhashed if t != EMBEDDED_SIGNATURE]
+    for candidate in embedded:
+        trial = _with_unhashed(p, fields, [*others, (EMBEDDED_SIGNATURE, candidate)])
+        if _binding_verifies(w, subkey.packet, trial):
+            return trial
+    return _with_unhashed(p, fields, others)
+
+
+def _binding_verifies(w: Walk, subkey: RawPacket, binding: RawPacket) -> bool:
+    if _large_rsa.applies(w.key.algorithm, w.key.bits):
+        try:
+            info = parse_signature(binding.body)
+        except ValueError:
+            return False
+        found = _large_rsa.rescue(w.primary.packet.body, [(binding, info)], [], [subkey])
+        return bool(found)
+    try:
+        return binding in canonicalise([w.primary.packet, subkey, binding]).good
+    except Unparsable:
+        return False
+
+
+def _with_unhashed(
+    p: RawPacket, fields: SigFields, subpackets: list[tuple[int, bytes]]
+) -> RawPacket:
+    area = b"".join(encode_subpacket(t, v) for t, v in subpackets)
+    width = fields.unhashed_start - fields.hashed_end
+    body = (
+        p.body[: fields.hashed_end]
+        + len(area).to_bytes(width, "big")
+        + area
+        + p.body[fields.unhashed_end :]
+    )
+    return RawPacket(p.tag, body)
+
+
+def _served(p: RawPacket, key_id: bytes, fpr_value: bytes) -> RawPacket:
+    """A self-signature with its unhashed area reduced to what clients need: the issuer
+    naming the primary key and embedded back-signatures.
+
+    The unhashed area is not signed, and Sequoia folds the unhashed areas of duplicate
+    signatures together, so a stored binding may carry subpackets a third party added. An
+    extra issuer there is harmless to us but not to every client: GnuPG takes the first
+    issuer key id it finds, and would no longer see the binding as a self-signature.
+    """
+    fields = signature_fields(p.body)
+    if fields is None:
+        return p  # v3: nothing unhashed
+    try:
+        subpackets = read_subpackets(p.body[fields.unhashed_start : fields.unhashed_end])
+    except ValueError:
+        subpackets = []
+    kept: list[tuple[int, bytes]] = []
+    seen: set[int] = set()
+    for typ, value in subpackets:
+        mine = (typ == ISSUER_KEY_ID and value == key_id) or (
+            typ == ISSUER_FINGERPRINT and value == fpr_value
+        )
+        if (mine and typ not in seen) or typ == EMBEDDED_SIGNATURE:
+            kept.append((typ, value))
+            seen.add(typ)
+    return _with_unhashed(p, fields, kept)

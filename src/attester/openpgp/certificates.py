@@ -31,7 +31,7 @@ from attester.openpgp._packets import (
 )
 from attester.openpgp._sequoia import armor as _armor
 from attester.openpgp._walk import evaluate, publishable_packets, walk
-from attester.openpgp.digest import sks_digest
+from attester.openpgp.digest import _digest_packets
 from attester.openpgp.errors import (
     CertificateError,
     FingerprintMismatch,
@@ -65,22 +65,25 @@ class _Input:
         # Several copies of one certificate in one upload are merged into one (keyed by the
         # primary key packet's body, which is what makes a certificate that certificate).
         self.certs: dict[bytes, list[list[RawPacket]]] = {}
-        self.dropped = 0
+        # Per certificate, how many packets that are no part of a public key were dropped.
+        self.foreign: dict[bytes, int] = {}
         current: list[RawPacket] | None = None
         for p in packets:
-            if p.tag not in CERT_TAGS:
-                self.dropped += 1
-                continue
             if p.tag == PUBLIC_KEY:
                 current = [p]
                 self.certs.setdefault(p.body, []).append(current)
             elif current is None:
-                # Signatures or user IDs before any primary key belong to nothing.
-                self.dropped += 1
-            else:
+                pass  # signatures, user IDs or anything else before a primary key: nobody's
+            elif p.tag in CERT_TAGS:
                 current.append(p)
+            else:
+                self.foreign[current[0].body] = self.foreign.get(current[0].body, 0) + 1
         if not self.certs:
             raise NoCertificate("the upload holds OpenPGP data but no public key certificate")
+
+    def items(self) -> list[tuple[list[RawPacket], int]]:
+        """Each certificate's packets (copies combined) and its count of foreign packets."""
+        return [(_combine(copies), self.foreign.get(key, 0)) for key, copies in self.certs.items()]
 
 
 def _combine(copies: list[list[RawPacket]]) -> list[RawPacket]:
@@ -142,27 +145,41 @@ def _check_limits(packets: list[RawPacket], limits: Limits) -> None:
                 raise LimitExceeded(f"the certificate has more than {limits.max_subkeys} subkeys")
 
 
-def _parse_one(packets: list[RawPacket], limits: Limits) -> ParsedCert:
+def _parse_one(packets: list[RawPacket], limits: Limits, foreign: int = 0) -> ParsedCert:
     """Steps 3 and 4 for one certificate. Raises a ``CertificateError``."""
     _check_limits(packets, limits)
     w = walk(packets)
-    stored = w.packets()
-    # Canonicalisation can move signatures between components; check what we would store.
+    stored, trimmed = w.stored_packets(limits.max_signatures_per_component, limits.max_input_bytes)
+    # Canonicalisation can move signatures between components, and what we store must be
+    # readable again under the same limits: check the result too.
     _check_limits(stored, limits)
+    data = encode_packets(stored)
+    if len(data) > limits.max_input_bytes:
+        raise LimitExceeded(
+            f"the certificate would be {len(data)} bytes without third-party certifications; "
+            f"at most {limits.max_input_bytes} bytes are stored"
+        )
     ev = evaluate(w)
     if not ev.usable:
         raise NoUsableComponent(
             "the certificate has no user ID, subkey or direct-key signature with a valid "
             "self-signature, so there is nothing that could be published"
         )
-    data = encode_packets(stored)
+    ignored = list(ev.ignored)
+    if foreign:
+        ignored.append(
+            f"{foreign} packet(s) that are no part of a public key (trust, marker, padding, "
+            "private or unknown) were dropped"
+        )
+    if trimmed:
+        ignored.append(f"{trimmed} third-party certification(s) dropped to stay within the limits")
     return ParsedCert(
         primary=ev.primary,
         subkeys=ev.subkeys,
         user_ids=ev.user_ids,
         data=data,
-        digest=sks_digest(data),
-        ignored=ev.ignored,
+        digest=_digest_packets(stored),
+        ignored=tuple(ignored),
     )
 
 
@@ -174,12 +191,10 @@ def parse_keyring(data: bytes, limits: Limits = Limits()) -> list[ParsedCert | R
     ``NoCertificate``, ``SecretKeyMaterial``); a certificate that cannot be accepted is
     returned as a ``Rejected`` with the reason and, when it can be computed, its fingerprint.
     """
-    upload = _Input(data, limits)
     out: list[ParsedCert | Rejected] = []
-    for copies in upload.certs.values():
-        packets = _combine(copies)
+    for packets, foreign in _Input(data, limits).items():
         try:
-            out.append(_parse_one(packets, limits))
+            out.append(_parse_one(packets, limits, foreign))
         except CertificateError as e:
             out.append(Rejected(str(e), _name(packets)))
     return out
@@ -188,19 +203,15 @@ def parse_keyring(data: bytes, limits: Limits = Limits()) -> list[ParsedCert | R
 def parse_certificates(data: bytes, limits: Limits = Limits()) -> list[ParsedCert]:
     """Like ``parse_keyring``, but the first certificate that cannot be accepted raises its
     error (for uploads that must be accepted whole)."""
-    upload = _Input(data, limits)
-    return [_parse_one(_combine(copies), limits) for copies in upload.certs.values()]
+    return [
+        _parse_one(packets, limits, foreign) for packets, foreign in _Input(data, limits).items()
+    ]
 
 
 def parse_certificate(data: bytes, limits: Limits = Limits()) -> ParsedCert:
     """Exactly one certificate; ``MultipleCertificates`` when the upload holds more."""
-    upload = _Input(data, limits)
-    if len(upload.certs) != 1:
-        raise MultipleCertificates(
-            f"the upload holds {len(upload.certs)} certificates; exactly one is expected here"
-        )
-    (copies,) = upload.certs.values()
-    return _parse_one(_combine(copies), limits)
+    packets, foreign = _single(_Input(data, limits), "the upload")
+    return _parse_one(packets, limits, foreign)
 
 
 def merge(stored: bytes, incoming: bytes, limits: Limits = Limits()) -> ParsedCert:
@@ -214,23 +225,15 @@ def merge(stored: bytes, incoming: bytes, limits: Limits = Limits()) -> ParsedCe
     ``FingerprintMismatch`` when the primary keys differ, and ``LimitExceeded`` when the
     merged certificate would exceed a limit (the stored version is then kept as it is).
     """
-    new = _Input(incoming, limits)
-    if len(new.certs) != 1:
-        raise MultipleCertificates(
-            f"the upload holds {len(new.certs)} certificates; exactly one is expected here"
-        )
-    old = _Input(stored, Limits(max_input_bytes=max(len(stored), 1)))
-    if len(old.certs) != 1:
-        raise MultipleCertificates("the stored data holds more than one certificate")
-    ((old_key, old_copies),) = old.certs.items()
-    ((new_key, new_copies),) = new.certs.items()
-    if old_key != new_key:
+    new_packets, foreign = _single(_Input(incoming, limits), "the upload")
+    old_packets, _ = _single(_unlimited(stored), "the stored data")
+    if old_packets[0] != new_packets[0]:
         raise FingerprintMismatch(
-            f"the upload is certificate {_name(new_copies[0])}, not {_name(old_copies[0])}"
+            f"the upload is certificate {_name(new_packets)}, not {_name(old_packets)}"
         )
     # The upload on its own must respect the limits; the merged result is checked again.
-    _check_limits(_combine(new_copies), limits)
-    return _parse_one(_combine(old_copies + new_copies), limits)
+    _check_limits(new_packets, limits)
+    return _parse_one(_combine([old_packets, new_packets]), limits, foreign)
 
 
 def publishable(cert: ParsedCert, attested: Collection[bytes]) -> bytes:
@@ -241,8 +244,22 @@ def publishable(cert: ParsedCert, attested: Collection[bytes]) -> bytes:
     signatures, revocations and subkeys). Validity is decided again from ``cert.data``, so
     the result depends on nothing but the stored bytes.
     """
-    (copies,) = _Input(cert.data, Limits(max_input_bytes=max(len(cert.data), 1))).certs.values()
-    return encode_packets(publishable_packets(walk(_combine(copies)), frozenset(attested)))
+    packets, _ = _single(_unlimited(cert.data), "the stored data")
+    return encode_packets(publishable_packets(walk(packets), frozenset(attested)))
+
+
+def _unlimited(stored: bytes) -> _Input:
+    # Stored data was checked against the limits when it was written.
+    return _Input(stored, Limits(max_input_bytes=max(len(stored), 1)))
+
+
+def _single(upload: _Input, what: str) -> tuple[list[RawPacket], int]:
+    certs = upload.items()
+    if len(certs) != 1:
+        raise MultipleCertificates(
+            f"{what} holds {len(certs)} certificates; exactly one is expected here"
+        )
+    return certs[0]
 
 
 def armor(data: bytes) -> str:

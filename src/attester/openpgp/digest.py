@@ -7,8 +7,9 @@ MD5 here is an identifier both servers agreed on in 2003, not a security measure
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
-from attester.openpgp._packets import split_packets
+from attester.openpgp._packets import RawPacket, split_packets
 
 
 def sks_digest(data: bytes) -> str:
@@ -18,8 +19,13 @@ def sks_digest(data: bytes) -> str:
     Header formats do not matter, only tags and bodies, so the same packets give the same
     digest however they were framed (SKS ``keyHash.ml``: ``packet_cmp`` and ``concat``).
     """
+    return _digest_packets(split_packets(data))
+
+
+def _digest_packets(packets: Iterable[RawPacket]) -> str:
+    """``sks_digest`` of already split packets."""
     h = hashlib.md5(usedforsecurity=False)
-    for tag, body in sorted(split_packets(data)):
+    for tag, body in sorted(packets):
         h.update(tag.to_bytes(4, "big"))
         h.update(len(body).to_bytes(4, "big"))
         h.update(body)

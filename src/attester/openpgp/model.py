@@ -61,7 +61,9 @@ class ParsedCert:
     primary: KeyInfo
     subkeys: tuple[KeyInfo, ...]  # validly bound subkeys only
     user_ids: tuple[UserIDInfo, ...]  # validly bound user IDs only (revoked ones included, flagged)
-    data: bytes  # full canonical binary certificate, as stored (third-party sigs included)
+    # The binary certificate as stored: every packet Sequoia kept, as uploaded (third-party
+    # certifications and user attributes included; bad signatures and unknown packets not).
+    data: bytes
     digest: str  # SKS/Hockeypuck MD5 key digest, 32 lowercase hex digits
     ignored: tuple[str, ...] = field(default=())  # what the walk dropped, for logs/summaries
 
