@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -22,7 +23,8 @@ from attester.attestation.delivery import OutboxWorker
 from attester.attestation.mail import transport_from_url
 from attester.attestation.oidc import OIDCSettings, OIDCVerifier
 from attester.config import Settings
-from attester.protocols import flowcrypt
+from attester.federation import Federation
+from attester.protocols import flowcrypt, hkp, vks, wkd
 from attester.service.attestation import Attestation, mail_settings
 from attester.service.core import Clock, Core, utcnow
 from attester.store.db import open_database, upgrade
@@ -33,9 +35,13 @@ log = logging.getLogger("attester")
 
 def _routes() -> list[BaseRoute]:
     return [
-        Route("/", flowcrypt.alive, methods=["GET", "HEAD"]),
+        # Browsers get the search page; API clients probing "/" keep {"alive": true}.
+        Route("/", pages.browser_or(flowcrypt.alive), methods=["GET", "HEAD"]),
         *flowcrypt.routes(),
         *pages.routes(),
+        *vks.routes(),
+        *wkd.routes(),
+        *hkp.routes(),
     ]
 
 
@@ -58,12 +64,19 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _metrics(request: Request) -> Response:
+    """Prometheus metrics (upstream latency, errors, circuit breakers, caches)."""
+    federation: Federation = request.app.state.federation
+    return Response(generate_latest(federation.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
 def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = open_database(settings.database_url, settings.database_pool_size)
         upgrade(db)
-        core = Core(settings, db, clock)
+        federation = Federation(settings, db, clock)
+        core = Core(settings, db, clock, upstreams=federation.fallback)
         mail = mail_settings(settings)
         async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
             oidc = None
@@ -88,16 +101,28 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
             app.state.core = core
             app.state.attestation = Attestation(core, mail, oidc)
             app.state.mail_worker = worker
+            app.state.federation = federation
             task = asyncio.create_task(worker.run_forever(), name="outbox-worker")
+            mirrors = None
+            if federation.mirrors is not None:
+                mirrors = asyncio.create_task(federation.mirrors.run_forever(), name="mirrors")
             try:
                 yield
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                if mirrors is not None and federation.mirrors is not None:
+                    federation.mirrors.stop()
+                    mirrors.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await mirrors
+                federation.close()
                 db.dispose()
 
     routes = _routes()
+    if settings.metrics_enabled:
+        routes.append(Route("/metrics", _metrics, methods=["GET"]))
     if settings.path_prefix:
         routes = [Mount(settings.path_prefix, routes=routes)]
     middleware = [
@@ -106,6 +131,7 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "HEAD", "POST", "PUT", "OPTIONS"],
             allow_headers=["authorization", "content-type", "api-version"],
+            expose_headers=["X-Attester-Origin"],  # browser clients may show a key's origin
             max_age=86400,
         )
     ]
@@ -113,7 +139,11 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        # Browsers get error pages in the site's style; API clients the JSON body.
+        exception_handlers={
+            HTTPException: pages.html_or(_http_error),
+            Exception: pages.html_or(_server_error),
+        },
     )
     app.state.settings = settings
     return app

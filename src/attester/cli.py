@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +16,7 @@ import uvicorn
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TaskID,
@@ -35,6 +39,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 err = Console(stderr=True)
+_PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 log = logging.getLogger("attester")
 
 ConfigOpt = Annotated[
@@ -95,7 +100,11 @@ def serve(
 @app.command("import")
 def import_(
     files: Annotated[
-        list[str], typer.Argument(help="Keyring files (armored or binary); - for stdin.")
+        list[str],
+        typer.Argument(
+            help="Keyrings or keyserver dumps (binary or armored; gzip and bzip2 are "
+            "unpacked); - for stdin."
+        ),
     ],
     attest_emails: Annotated[
         bool,
@@ -111,57 +120,95 @@ def import_(
             "--domain", help="With --attest-emails: only addresses of this domain (repeatable)."
         ),
     ] = None,
+    mirror: Annotated[
+        str | None,
+        typer.Option(
+            "--mirror",
+            help="The dump is a copy of this keyserver (e.g. keyserver.ubuntu.com): keys keep "
+            "it as their origin, and its user IDs are served by email, marked with it, "
+            "while no address is attested here. Never attested.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Certificates per transaction.")
+    ] = 500,
     config: ConfigOpt = None,
 ) -> None:
-    """Merge certificates from keyrings into the store and print a summary."""
+    """Merge certificates from keyrings or keyserver dumps into the store, streaming, and
+    print a summary. A rerun skips what is already stored unchanged, so an interrupted
+    import resumes."""
+    from attester.federation import DumpImporter, DumpSummary, DumpUnreadable
     from attester.service.attestation import Attestation, mail_settings
-    from attester.service.core import Core, ImportSummary
+    from attester.service.core import Core
     from attester.service.errors import ServiceError
     from attester.store.db import open_database, upgrade
 
     if domain and not attest_emails:
         err.print("[red]error:[/] --domain only makes sense with --attest-emails")
         raise typer.Exit(2)
+    if mirror and attest_emails:
+        err.print("[red]error:[/] mirrored keys are never attested: drop --attest-emails")
+        raise typer.Exit(2)
+    if mirror and not _PEER_NAME.match(mirror):
+        err.print("[red]error:[/] --mirror takes a name of letters, digits, '.', '_' and '-'")
+        raise typer.Exit(2)
     settings = _settings(config)
     db = open_database(settings.database_url)
     upgrade(db)
-    service = Attestation(Core(settings, db), mail_settings(settings))
-    summary = ImportSummary()
+    importer = DumpImporter(
+        Attestation(Core(settings, db), mail_settings(settings)),
+        mirror=mirror,
+        attest_emails=attest_emails,
+        domains=domain,
+        batch_size=batch_size,
+    )
+    summary = DumpSummary()
     failed = False
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} keys/s"),
+        DownloadColumn(),
+        TextColumn("{task.fields[keys]} keys, {task.fields[rate]} keys/s"),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
         TimeRemainingColumn(),
         console=err,
         transient=False,
     ) as progress:
         for name in files:
-            task = progress.add_task(name, total=None, rate="-")
-
-            def advance(n: int, total: int, task: TaskID = task) -> None:
-                progress.update(task, total=total, advance=n)
-                speed = next(t for t in progress.tasks if t.id == task).speed
-                progress.update(task, rate=f"{speed:.0f}" if speed else "-")
-
             try:
-                data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-                service.import_keyring(
-                    data,
-                    source="import",
-                    attest_emails=attest_emails,
-                    domains=domain,
-                    summary=summary,
-                    progress=advance,
-                )
+                f = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115 - closed below
             except OSError as e:
                 err.print(f"[red]error:[/] cannot read {name}: {e.strerror}")
+                failed = True
+                continue
+            size = None if name == "-" else os.fstat(f.fileno()).st_size
+            task = progress.add_task(Path(name).name, total=size, keys=0, rate="-")
+            started = time.monotonic()
+            done = 0
+
+            def advance(
+                n: int, position: int, task: TaskID = task, started: float = started
+            ) -> None:
+                nonlocal done
+                done += n
+                rate = done / max(time.monotonic() - started, 1e-6)
+                progress.update(task, completed=position, keys=done, rate=f"{rate:.0f}")
+
+            try:
+                importer.load(f, summary, advance)
+            except DumpUnreadable as e:
+                err.print(f"[red]error:[/] {name}: {e}")
                 failed = True
             except ServiceError as e:
                 err.print(f"[red]error:[/] {name}: {e.message}")
                 failed = True
+            except OSError as e:
+                err.print(f"[red]error:[/] cannot read {name}: {e.strerror or e}")
+                failed = True
+            finally:
+                if f is not sys.stdin.buffer:
+                    f.close()
     db.dispose()
     table = Table(title="Import summary")
     table.add_column("result")
@@ -173,12 +220,121 @@ def import_(
         ("rejected", summary.rejected),
     ):
         table.add_row(label, str(n))
+    if summary.skipped:
+        table.add_row("(already stored, skipped)", str(summary.skipped))
     if attest_emails:
         table.add_row("addresses attested", str(summary.attested))
     Console().print(table)
     for reason, n in summary.reasons.most_common():
         Console().print(f"  rejected {n} x: {reason}")
     if failed:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export(
+    directory: Annotated[Path, typer.Argument(help="Folder to write the dump files into.")],
+    select: Annotated[
+        str,
+        typer.Option(
+            "--select",
+            help="all: every key; local: keys no mirror or upstream supplied; attested: keys "
+            "with an address attested here.",
+        ),
+    ] = "all",
+    published_only: Annotated[
+        bool,
+        typer.Option(
+            "--published-only",
+            help="Write each key as lookups serve it (only user IDs attested here) instead "
+            "of whole (every user ID and third-party signature, as SKS dumps do).",
+        ),
+    ] = False,
+    shard_size: Annotated[
+        int, typer.Option("--shard-size", min=1, help="Keys per dump file.")
+    ] = 15000,
+    prefix: Annotated[str, typer.Option(help="Dump file name prefix.")] = "keydump-",
+    gzip_: Annotated[bool, typer.Option("--gzip", help="Compress each file with gzip.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Write the stored keys as keyserver dumps (binary certificates, PREFIX0000.pgp...),
+    which attester import and sks build read."""
+    from attester.federation import export_dump
+    from attester.store.db import open_database, upgrade
+    from attester.store.origins import ExportSelection, OriginStore
+
+    try:
+        selection = ExportSelection(select)
+    except ValueError as e:
+        err.print("[red]error:[/] --select is one of all, local, attested")
+        raise typer.Exit(2) from e
+    settings = _settings(config)
+    db = open_database(settings.database_url)
+    upgrade(db)
+    with Progress(
+        TextColumn("exporting"),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("export", total=None)
+        summary = export_dump(
+            OriginStore(db),
+            directory,
+            selection=selection,
+            published_only=published_only,
+            shard_size=shard_size,
+            prefix=prefix,
+            compress=gzip_,
+            progress=lambda n: progress.advance(task, n),
+        )
+    db.dispose()
+    Console().print(f"{summary.keys} keys written to {len(summary.files)} file(s) in {directory}")
+
+
+@app.command("mirror-refresh")
+def mirror_refresh(
+    name: Annotated[str, typer.Argument(help="A configured upstream (see upstreams).")],
+    fingerprints: Annotated[
+        list[str] | None,
+        typer.Argument(help="Fingerprints to fetch now (seeds a mirror of a VKS server)."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(help="At most this many known keys that are due, besides those.")
+    ] = 1000,
+    config: ConfigOpt = None,
+) -> None:
+    """Pull-mirror once: fetch the given fingerprints and the known keys of this upstream
+    that are due, at its configured rate, merging updates such as revocations."""
+    from attester.federation import Federation
+    from attester.openpgp.errors import InvalidIdentifier
+    from attester.openpgp.types import Fingerprint
+    from attester.store.db import open_database, upgrade
+
+    settings = _settings(config)
+    if name not in {u.name for u in settings.upstreams}:
+        err.print(f"[red]error:[/] {name!r} is not a configured upstream")
+        raise typer.Exit(2)
+    try:
+        seeds = [Fingerprint.parse(f) for f in fingerprints or []]
+    except InvalidIdentifier as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from e
+    db = open_database(settings.database_url)
+    upgrade(db)
+    federation = Federation(settings, db)
+    try:
+        mirror = federation.mirror(name)
+        summary = mirror.refresh([*seeds, *(f for f in mirror.due(limit) if f not in seeds)])
+    finally:
+        federation.close()
+        db.dispose()
+    Console().print(
+        f"{name}: {summary.new} new, {summary.updated} updated, {summary.unchanged} unchanged, "
+        f"{summary.withdrawn} withdrawn, {summary.failed} failed"
+    )
+    if summary.failed:
         raise typer.Exit(1)
 
 

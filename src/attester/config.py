@@ -9,11 +9,12 @@ setting (``ATTESTER_DATABASE_URL`` sets ``database_url``). Every setting is docu
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from attester.openpgp.model import Limits
@@ -21,6 +22,58 @@ from attester.openpgp.model import Limits
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which setting and why."""
+
+
+_UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class Upstream(BaseModel):
+    """A keyserver asked when a lookup misses locally, and optionally pull-mirrored
+    (``attester.federation``; docs/federation.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str  # shown to users ("found on keys.openpgp.org") and stored as the origin
+    kind: Literal["vks", "hkp"]
+    url: str  # base URL: https://keys.openpgp.org, http://sks.internal:11371
+    timeout_seconds: float = Field(2.0, gt=0)
+    lookups: tuple[Literal["email", "fingerprint", "keyid"], ...] = (
+        "email",
+        "fingerprint",
+        "keyid",
+    )
+    refresh_seconds: int = Field(0, ge=0)  # pull mirroring: re-fetch known keys this often
+    refresh_per_second: float = Field(1.0, gt=0)  # pull mirroring: request rate
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _UPSTREAM_NAME.match(v):
+            raise ValueError("an upstream name is letters, digits, '.', '_' and '-'")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("an upstream URL starts with http:// or https://")
+        return v
+
+
+# Named in ``upstreams`` by their name alone, or as a table with the name and overrides.
+UPSTREAM_PRESETS: dict[str, dict[str, Any]] = {
+    "keys.openpgp.org": {
+        "name": "keys.openpgp.org",
+        "kind": "vks",
+        "url": "https://keys.openpgp.org",
+    },
+    "keyserver.ubuntu.com": {
+        "name": "keyserver.ubuntu.com",
+        "kind": "hkp",
+        "url": "https://keyserver.ubuntu.com",
+    },
+}
 
 
 class Settings(BaseSettings):
@@ -76,8 +129,26 @@ class Settings(BaseSettings):
     wkd_policy_keywords: tuple[str, ...] = ()
     wkd_submission_address: str = ""
 
+    # --- federation (docs/federation.md): nothing leaves the server unless configured
+    upstreams: tuple[Upstream, ...] = ()
+    upstream_deadline_seconds: float = Field(3.0, gt=0)
+    upstream_hit_ttl_seconds: int = Field(3600, ge=0)
+    upstream_miss_ttl_seconds: int = Field(300, ge=0)
+    upstream_allow_domains: tuple[str, ...] = ("*",)
+    upstream_deny_domains: tuple[str, ...] = ()
+    upstream_breaker_failures: int = Field(5, ge=1)
+    upstream_breaker_reset_seconds: float = Field(30.0, gt=0)
+    metrics_enabled: bool = True
+
     # --- logging
     log_level: str = "info"
+
+    # --- web pages: branding and the operator's statements (docs/configuration.md, "Web pages")
+    web_logo_file: str = ""  # image file shown beside the service name, served by us
+    web_accent_color: str = "#0a5ad4"
+    web_footer_links: tuple[tuple[str, str], ...] = ()  # (text, URL) pairs
+    web_contact: str = ""  # how to reach the operator, shown on the About page
+    web_privacy_statement: str = ""  # replaces the built-in statement when set
 
     @field_validator("path_prefix")
     @classmethod
@@ -87,10 +158,55 @@ class Settings(BaseSettings):
             v = "/" + v
         return v
 
+    @field_validator("upstreams", mode="before")
+    @classmethod
+    def _presets(cls, v: Any) -> Any:
+        """A preset's name stands for the preset; a table naming a preset without a
+        ``url`` takes the preset's values and overrides some of them."""
+        if isinstance(v, str | dict):
+            v = [v]
+        if not isinstance(v, list | tuple):
+            return v
+        out: list[Any] = []
+        for item in v:
+            if isinstance(item, str):
+                if item not in UPSTREAM_PRESETS:
+                    raise ValueError(
+                        f"{item!r} is no upstream preset (presets: "
+                        f"{', '.join(sorted(UPSTREAM_PRESETS))}); give a table with "
+                        "name, kind and url"
+                    )
+                item = UPSTREAM_PRESETS[item]
+            elif isinstance(item, dict) and "url" not in item:
+                item = {**UPSTREAM_PRESETS.get(str(item.get("name")), {}), **item}
+            out.append(item)
+        names = [i.name if isinstance(i, Upstream) else i.get("name") for i in out]
+        if len(set(names)) != len(names):
+            raise ValueError("two upstreams have the same name")
+        return out
+
     @field_validator("base_url")
     @classmethod
     def _base(cls, v: str) -> str:
         return v.strip().rstrip("/")
+
+    @field_validator("web_accent_color")
+    @classmethod
+    def _accent(cls, v: str) -> str:
+        # Only a hex colour: the value is written into the served stylesheet.
+        v = v.strip().lower()
+        if not re.fullmatch(r"#[0-9a-f]{6}|#[0-9a-f]{3}", v):
+            raise ValueError("must be a hex colour such as #0a5ad4")
+        return v
+
+    @field_validator("web_footer_links")
+    @classmethod
+    def _footer_links(cls, v: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        # Pages link them: refuse javascript: and other schemes that would run in our origin.
+        for _text, url in v:
+            if not re.match(r"(https?://|mailto:|/(?!/))", url.strip(), re.IGNORECASE):
+                raise ValueError(f"link {url!r} must start with https://, http://, mailto: or /")
+        return tuple((t.strip(), u.strip()) for t, u in v)
 
     @property
     def limits(self) -> Limits:

@@ -13,6 +13,7 @@ from tests.support.flows import link_in
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
 from tests.support.smtp import LoopbackSMTPServer
+from tests.web.forms import csrf_token
 
 
 @pytest.fixture
@@ -29,8 +30,9 @@ def test_manage_flow(
     attestation.import_keyring(key.public, attest_emails=True)
     assert live.client.get("/pub/ann@work.example").status_code == 200
 
-    unknown = live.client.post("/manage", data={"email": "nobody@example.org"})
-    known = live.client.post("/manage", data={"email": "ann@example.org"})
+    token = csrf_token(live.client, "/manage")
+    unknown = live.client.post("/manage", data={"email": "nobody@example.org", "csrf": token})
+    known = live.client.post("/manage", data={"email": "ann@example.org", "csrf": token})
     assert unknown.status_code == known.status_code == 200
     assert unknown.text == known.text  # reveals nothing about who has a key
     [mail] = smtp_server.wait_for(1)
@@ -65,6 +67,11 @@ def test_manage_json_and_bad_input(live: LiveServer) -> None:
     assert r.status_code == 200 and r.json()["status"] == "ok"
     r = live.client.post("/manage", json={"email": "not an address"})
     assert r.status_code == 400 and r.json()["error"]
-    r = live.client.post("/manage", data={"email": "bad"})
+    r = live.client.post(
+        "/manage", data={"email": "bad", "csrf": csrf_token(live.client, "/manage")}
+    )
     assert r.status_code == 400 and 'role="alert"' in r.text
+    # Without the page's token the form is refused, and says why next to the field.
+    r = live.client.post("/manage", data={"email": "x@example.org"})
+    assert r.status_code == 403 and 'role="alert"' in r.text and "send it again" in r.text
     assert live.client.get("/manage/not-a-token").status_code == 404

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
 
 from attester.service.errors import BadRequest, PayloadTooLarge
+from attester.store.keys import StoredCert
 
 
 async def read_body(request: Request) -> bytes:
@@ -40,3 +42,16 @@ async def read_json(request: Request, *fields: str) -> dict[str, Any]:
         if not isinstance(data.get(f), str) or not data[f].strip():
             raise BadRequest(f"The JSON field {f!r} is missing or not a string.")
     return data
+
+
+def origin_headers(found: Sequence[StoredCert]) -> dict[str, str]:
+    """``X-Attester-Origin``: whose word the identities of each served certificate rest
+    on, in the order served: ``local`` (attested here), or ``upstream:<name>`` /
+    ``mirror:<name>`` with ``; fetched=<UTC time>`` (docs/federation.md)."""
+    entries = []
+    for c in found:
+        entry = c.origin.label
+        if c.origin.fetched_at is not None:
+            entry += f"; fetched={c.origin.fetched_at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        entries.append(entry)
+    return {"X-Attester-Origin": ", ".join(entries)} if entries else {}

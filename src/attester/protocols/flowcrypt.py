@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
 from attester.openpgp.types import Email, KeyID
-from attester.protocols._http import read_body, read_json
+from attester.protocols._http import origin_headers, read_body, read_json
 from attester.service.attestation import Attestation, SubmitOutcome
 from attester.service.core import Core
 from attester.service.errors import BadRequest, InvalidQuery, ServiceError
@@ -52,7 +52,7 @@ async def get_pub(request: Request) -> Response:
         return error_response(e.status, e.message)
     # One armor block per certificate: a block holding two breaks the browser client.
     body = "\n".join(c.armored_published or c.armored for c in found)
-    return PlainTextResponse(body, headers={"Cache-Control": "no-cache"})
+    return PlainTextResponse(body, headers={"Cache-Control": "no-cache", **origin_headers(found)})
 
 
 def _email(raw: str) -> Email:
@@ -154,7 +154,9 @@ async def lookup_email(request: Request) -> Response:
     except ServiceError as e:
         return error_response(e.status, e.message)
     pubkey = found[0].armored_published if found else None
-    return JSONResponse({"pubkey": pubkey, "has_cryptup": bool(found)})
+    return JSONResponse(
+        {"pubkey": pubkey, "has_cryptup": bool(found)}, headers=origin_headers(found[:1])
+    )
 
 
 def routes() -> list[Route]:

@@ -31,12 +31,13 @@ from attester.openpgp import (
     ParsedCert,
     Rejected,
     parse_certificate,
+    parse_certificates,
     parse_keyring,
 )
 from attester.openpgp.types import Email, Fingerprint, KeyID
 from attester.service.core import Core, ImportSummary, input_error
-from attester.service.errors import BadRequest, NotFound, Unauthorized, Unavailable
-from attester.store.keys import AttestedBy, WriteTx
+from attester.service.errors import BadRequest, Gone, NotFound, Unauthorized, Unavailable
+from attester.store.keys import AttestedBy, ImportResult, WriteTx
 from attester.store.tokens import Purpose, TokenInfo, TokenState
 
 
@@ -62,6 +63,23 @@ class SubmitOutcome(enum.Enum):
     PUBLISHED = "published"  # already attested for this address: update took effect
     MAIL_SENT = "mail_sent"
     MAIL_PENDING = "mail_pending"  # one was sent within the rate-limit window
+
+
+@dataclass(frozen=True)
+class Added:
+    """One certificate of a keyring upload (HKP ``/pks/add``) after its merge."""
+
+    fingerprint: Fingerprint
+    result: ImportResult
+    revoked: bool
+    addresses: dict[Email, AddressState]
+    mailed: tuple[Email, ...]  # verification mails this upload queued
+
+
+@dataclass(frozen=True)
+class KeyringUpload:
+    added: tuple[Added, ...]
+    rejected: tuple[Rejected, ...]
 
 
 class ConfirmState(enum.Enum):
@@ -125,7 +143,24 @@ class Attestation:
     # ---- submission and verification mails
     def submit(self, data: bytes, source: str = "upload") -> Submission:
         """Merge an uploaded certificate and report each address's state; sends nothing."""
-        cert = self._parse(data)
+        return self._submit_parsed(self._parse(data), source)
+
+    def upload(self, data: bytes, source: str = "upload") -> Submission | list[Fingerprint]:
+        """VKS ``/vks/v1/upload``: one certificate is a ``submit``. Several (a keyring) are
+        merged in one transaction and only their fingerprints returned, with no upload
+        token: verification is asked per key, so a keyring upload publishes nothing and
+        mails nobody (Hagrid answers such an upload with the bare list of fingerprints)."""
+        try:
+            certs = parse_certificates(data, self.core.settings.limits)
+        except CertificateError as e:
+            raise input_error(e) from e
+        if len(certs) == 1:
+            return self._submit_parsed(certs[0], source)
+        now = self.core.clock()
+        with self.store.write() as tx:
+            return [tx.merge_cert(c, source, now).cert.fingerprint for c in certs]
+
+    def _submit_parsed(self, cert: ParsedCert, source: str) -> Submission:
         now = self.core.clock()
         with self.store.write() as tx:
             outcome = tx.merge_cert(cert, source, now)
@@ -153,26 +188,51 @@ class Attestation:
         return states
 
     def request_verify(
-        self, fingerprint: Fingerprint, emails: Collection[Email]
+        self, fingerprint: Fingerprint, emails: Collection[Email], *, skip_unknown: bool = False
     ) -> dict[Email, AddressState]:
         """Queue one verification mail per address that the key carries and that is not yet
-        published, at most one per address per rate-limit window. Returns every address's
-        state afterwards."""
+        published, at most one per address per rate-limit window (an address inside the
+        window is reported ``pending``: a mail is out). Returns every address's state
+        afterwards. An address the key does not carry is refused, or with ``skip_unknown``
+        ignored (VKS clients send whatever the user ticked; Hagrid ignores the rest)."""
         now = self.core.clock()
         with self.store.write() as tx:
-            locked = tx.lock_cert(fingerprint)
-            if locked is None:
-                raise NotFound(f"No key found for fingerprint {fingerprint}")
-            cert_id, cert = locked
-            states = self._states(tx, cert_id, cert, now)
-            for email in emails:
-                if states.get(email) is AddressState.UNPUBLISHED or (
-                    states.get(email) is AddressState.PENDING
-                ):
-                    if self._send_verification(tx, cert, email, now):
-                        states[email] = AddressState.PENDING
-                elif email not in states:
-                    raise BadRequest(f"The key {fingerprint} has no valid user ID with {email}")
+            return self._request_verify(tx, fingerprint, emails, skip_unknown, now)
+
+    def request_verify_with_token(
+        self, token: str, emails: Collection[Email]
+    ) -> tuple[Fingerprint, dict[Email, AddressState]]:
+        """VKS ``/vks/v1/request-verify``: ``request_verify`` for the key an upload token
+        names, skipping addresses it does not carry. The token is only inspected, never
+        used up, so the uploader may ask again (other addresses, a lost mail) while it
+        lives."""
+        now = self.core.clock()
+        with self.store.write() as tx:
+            info = tx.tokens.inspect(token, Purpose.UPLOAD, now)
+            if info.state is not TokenState.VALID or info.fingerprint is None:
+                raise Gone("Upload session expired. Please try again.")
+            states = self._request_verify(tx, info.fingerprint, emails, True, now)
+        return info.fingerprint, states
+
+    def _request_verify(
+        self,
+        tx: WriteTx,
+        fingerprint: Fingerprint,
+        emails: Collection[Email],
+        skip_unknown: bool,
+        now: datetime,
+    ) -> dict[Email, AddressState]:
+        locked = tx.lock_cert(fingerprint)
+        if locked is None:
+            raise NotFound(f"No key found for fingerprint {fingerprint}")
+        cert_id, cert = locked
+        states = self._states(tx, cert_id, cert, now)
+        for email in emails:
+            if states.get(email) in (AddressState.UNPUBLISHED, AddressState.PENDING):
+                self._send_verification(tx, cert, email, now)
+                states[email] = AddressState.PENDING
+            elif email not in states and not skip_unknown:
+                raise BadRequest(f"The key {fingerprint} has no valid user ID with {email}")
         return states
 
     def _send_verification(
@@ -342,6 +402,50 @@ class Attestation:
                 now,
             )
         return cert.fingerprint
+
+    # ---- keyring uploads (HKP /pks/add)
+    def submit_keyring(
+        self, data: bytes, source: str = "upload", *, request_verify: bool = False
+    ) -> KeyringUpload:
+        """Merge every certificate of an upload, one transaction each so one bad key does
+        not cost the others. Updates of published keys take effect at once; no address is
+        published here. With ``request_verify``, every address not yet published gets a
+        verification mail (rate-limited as in ``request_verify``)."""
+        try:
+            items = parse_keyring(data, self.core.settings.limits)
+        except CertificateError as e:
+            raise input_error(e) from e
+        added: list[Added] = []
+        rejected: list[Rejected] = []
+        for item in items:
+            if isinstance(item, Rejected):
+                rejected.append(item)
+                continue
+            try:
+                added.append(self._add_one(item, source, request_verify))
+            except CertificateError as e:
+                # The merged certificate would exceed a limit; the stored one stays as it is.
+                rejected.append(Rejected(str(e), item.fingerprint))
+        return KeyringUpload(tuple(added), tuple(rejected))
+
+    def _add_one(self, cert: ParsedCert, source: str, request_verify: bool) -> Added:
+        now = self.core.clock()
+        with self.store.write() as tx:
+            outcome = tx.merge_cert(cert, source, now)
+            states = self._states(tx, outcome.cert_id, outcome.cert, now)
+            mailed: list[Email] = []
+            for email, state in states.items():
+                if not request_verify or state not in (
+                    AddressState.UNPUBLISHED,
+                    AddressState.PENDING,
+                ):
+                    continue
+                if self._send_verification(tx, outcome.cert, email, now):
+                    states[email] = AddressState.PENDING
+                    mailed.append(email)
+        return Added(
+            outcome.cert.fingerprint, outcome.result, outcome.cert.revoked, states, tuple(mailed)
+        )
 
     # ---- operator import (the enterprise directory path)
     def import_keyring(

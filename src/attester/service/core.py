@@ -7,9 +7,10 @@ result objects, and raises ``ServiceError`` subclasses; it knows nothing of HTTP
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 from attester.config import Settings
 from attester.openpgp import (
@@ -18,7 +19,8 @@ from attester.openpgp import (
 from attester.service.errors import BadRequest, NotFound, PayloadTooLarge, Unsupported
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery, Query, TextQuery
 from attester.store.db import Database
-from attester.store.keys import ImportResult, KeyStore, StoredCert, StoredUserID
+from attester.store.keys import ImportResult, KeyStore, OriginKind, StoredCert, StoredUserID
+from attester.store.origins import OriginStore
 
 Clock = Callable[[], datetime]
 
@@ -53,33 +55,91 @@ def input_error(e: CertificateError) -> BadRequest:
     return BadRequest(str(e))
 
 
+class Upstreams(Protocol):
+    """Other keyservers asked on a local miss (``attester.federation.Fallback``)."""
+
+    def ask(self, query: EmailQuery | FingerprintQuery | KeyIDQuery) -> bool:
+        """Ask about ``query`` unless a cached answer stands or the operator's policy
+        forbids it, and store what the upstreams vouch for (never as attested). True when
+        the store may now hold something new for the query."""
+        ...
+
+
 class Core:
-    def __init__(self, settings: Settings, db: Database, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        clock: Clock = utcnow,
+        upstreams: Upstreams | None = None,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
         self.store = KeyStore(db, settings.limits)
+        self.origins = OriginStore(db)
+        self.upstreams = upstreams
 
     # ---- lookups
     def lookup(self, query: Query) -> list[StoredCert]:
-        """The one decision point for lookups: what a query finds, whichever protocol asked.
-        An email query finds only attested addresses; fingerprint and key-id queries find the
-        certificate whatever is attested (served identity-free when nothing is)."""
-        match query:
-            case EmailQuery(email):
-                found = self.store.by_email(email)
-                if not self.settings.multiple_keys_per_address:
-                    found = found[:1]
-            case FingerprintQuery(fpr):
-                hit = self.store.by_fingerprint(fpr)
-                found = [hit] if hit else []
-            case KeyIDQuery(kid):
-                found = self.store.by_key_id(kid)
-            case TextQuery():
-                raise BadRequest("text search is not supported here")
+        """The one decision point for lookups: what a query finds, whichever protocol asked
+        and whichever source supplies it. Sources, the first with a result wins:
+
+        1. local: certificates on which the address is attested here; by fingerprint or key
+           id, any stored certificate no peer supplied (identity-free unless attested);
+        2. peers already stored (mirrors, earlier upstream answers): by email, certificates
+           on which a peer published the address; by fingerprint or key id, the peer's copy
+           of a certificate with nothing attested here. Marked with their ``origin``;
+        3. upstreams, asked now when 1 has nothing, no mirror has the answer and no cached
+           upstream answer stands; what they vouch for is stored, then read as in 2.
+
+        Every candidate of every source passes ``distributable``, so a rule about what may
+        be served holds whichever source would supply the key.
+        """
+        if isinstance(query, TextQuery):
+            raise BadRequest("text search is not supported here")
+        found, peers = self._stored(query)
+        if not found:
+            mirrored = any(c.origin.kind is OriginKind.MIRROR for c in peers)
+            if self.upstreams is not None and not mirrored and self.upstreams.ask(query):
+                found, peers = self._stored(query)
+            found = found or self.distributable(peers)
         if not found:
             raise NotFound(_not_found_message(query))
+        if isinstance(query, EmailQuery) and not self.settings.multiple_keys_per_address:
+            found = found[:1]
         return found
+
+    def distributable(self, found: list[StoredCert]) -> list[StoredCert]:
+        """The certificates of ``found`` that may be served. Every lookup result passes
+        here, local, mirrored or fetched from an upstream: the place for rules that hide
+        a key whichever source would supply it (today every key may be served)."""
+        return found
+
+    def _stored(
+        self, query: EmailQuery | FingerprintQuery | KeyIDQuery
+    ) -> tuple[list[StoredCert], list[StoredCert]]:
+        """Sources 1 (already through ``distributable``) and 2 of ``lookup`` as the store
+        holds them now; peers are read only when no local result may be served."""
+        match query:
+            case EmailQuery(email):
+                local = self.distributable(self.store.by_email(email))
+                return local, [] if local else self.origins.by_email(email)
+            case FingerprintQuery(fpr):
+                hit = self.store.by_fingerprint(fpr)
+                hits = [hit] if hit else []
+            case KeyIDQuery(kid):
+                hits = self.store.by_key_id(kid)
+        # Attested here: local. Otherwise a peer's copy when one supplied it (the peer's
+        # published user IDs, marked with its origin), else identity-free and local.
+        forms = self.origins.forms([c.id for c in hits if c.armored_published is None])
+        local = self.distributable([c for c in hits if c.id not in forms])
+        peers = [
+            replace(c, armored_published=forms[c.id].armored, origin=forms[c.id].origin)
+            for c in hits
+            if c.id in forms
+        ]
+        return local, peers
 
     def search(self, query: Query) -> list[StoredCert]:
         """Like ``lookup``, and free text too (HKP, the web search box): every word must
@@ -97,10 +157,40 @@ class Core:
         return found
 
     def published_user_ids(self, found: list[StoredCert]) -> dict[int, list[StoredUserID]]:
-        return self.store.published_user_ids([c.id for c in found])
+        """The user IDs each found certificate is served with: those attested here, or for
+        a peer's copy those the peer published (index listings)."""
+        out = self.store.published_user_ids(
+            [c.id for c in found if c.origin.kind is OriginKind.LOCAL]
+        )
+        out.update(
+            self.origins.user_ids(
+                {c.id: c.origin.label for c in found if c.origin.kind is not OriginKind.LOCAL}
+            )
+        )
+        return out
 
     def by_digest(self, digest: str) -> StoredCert | None:
         return self.store.by_digest(digest)
+
+    def certificates_by_digest(self, digests: Sequence[str], max_bytes: int) -> list[bytes]:
+        """The full stored certificates with these SKS digests, in request order, unknown
+        ones left out (HKP ``/pks/hashquery``). Stops once ``max_bytes`` are collected: a
+        sync peer asks again for what it still misses, and one request must not make us
+        hold gigabytes of key material in memory."""
+        ordered = list(dict.fromkeys(d.lower() for d in digests))
+        out: list[bytes] = []
+        size = 0
+        for start in range(0, len(ordered), 200):
+            chunk = ordered[start : start + 200]
+            found = self.store.data_by_digests(chunk)
+            for d in chunk:
+                if d not in found:
+                    continue
+                if out and size + len(found[d]) > max_bytes:
+                    return out
+                out.append(found[d])
+                size += len(found[d])
+        return out
 
     def stats(self) -> dict[str, int]:
         return self.store.stats()

@@ -13,7 +13,7 @@ import enum
 import hashlib
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,14 @@ from attester.openpgp.types import Email, Fingerprint, KeyID
 from attester.openpgp.wkd import wkd_hash
 from attester.store.db import Database
 from attester.store.outbox import Outbox
-from attester.store.schema import audit_log, certs, key_ids, user_ids
+from attester.store.schema import (
+    audit_log,
+    cert_origins,
+    certs,
+    key_ids,
+    origin_user_ids,
+    user_ids,
+)
 from attester.store.tokens import Tokens
 
 
@@ -41,6 +48,35 @@ class AttestedBy(enum.StrEnum):
     OPERATOR = "operator"
 
 
+class OriginKind(enum.StrEnum):
+    LOCAL = "local"  # this server's own users and operator
+    UPSTREAM = "upstream"  # fetched from an upstream on a local miss
+    MIRROR = "mirror"  # imported from a peer's dump, or refreshed by pull mirroring
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Whose word the identities of a served certificate rest on: this server's own
+    attestation, or a peer that published them (docs/federation.md)."""
+
+    kind: OriginKind = OriginKind.LOCAL
+    peer: str = ""  # the upstream's or mirror's name, e.g. "keys.openpgp.org"
+    fetched_at: datetime | None = None  # when the peer last sent it
+
+    @property
+    def label(self) -> str:
+        """``local``, ``upstream:<name>`` or ``mirror:<name>`` (also the stored form)."""
+        return "local" if self.kind is OriginKind.LOCAL else f"{self.kind.value}:{self.peer}"
+
+    @classmethod
+    def from_label(cls, label: str, fetched_at: datetime | None = None) -> Origin:
+        kind, _, peer = label.partition(":")
+        return cls(OriginKind(kind), peer, fetched_at)
+
+
+LOCAL = Origin()
+
+
 @dataclass(frozen=True)
 class StoredUserID:
     uid: str
@@ -49,6 +85,7 @@ class StoredUserID:
     revoked: bool
     attested_by: AttestedBy | None
     attested_at: datetime | None
+    raw: bytes = field(default=b"", repr=False)  # the exact packet body (HKP index escaping)
 
     @property
     def published(self) -> bool:
@@ -61,6 +98,7 @@ class StoredCert:
 
     id: int
     fingerprint: Fingerprint
+    algorithm: int  # RFC 9580 public-key algorithm id (HKP index)
     algorithm_name: str
     bits: int
     created: datetime
@@ -71,6 +109,9 @@ class StoredCert:
     digest: str
     source: str
     updated: datetime
+    # Where the identities served come from; a peer's results carry that peer's copy in
+    # ``armored_published`` (set by the core, never stored as attested).
+    origin: Origin = LOCAL
 
     @property
     def armored(self) -> str:
@@ -89,6 +130,7 @@ class MergeOutcome:
 _CERT_COLUMNS = (
     certs.c.id,
     certs.c.fingerprint,
+    certs.c.algorithm,
     certs.c.algorithm_name,
     certs.c.bits,
     certs.c.created,
@@ -107,6 +149,7 @@ def _stored(row: Row[Any]) -> StoredCert:
     return StoredCert(
         id=m["id"],
         fingerprint=Fingerprint(m["fingerprint"]),
+        algorithm=m["algorithm"],
         algorithm_name=m["algorithm_name"],
         bits=m["bits"],
         created=m["created"],
@@ -128,6 +171,7 @@ def _stored_uid(r: Row[Any]) -> StoredUserID:
         revoked=r.revoked,
         attested_by=AttestedBy(r.attested_by) if r.attested_by else None,
         attested_at=r.attested_at,
+        raw=bytes(r.uid_raw),
     )
 
 
@@ -204,18 +248,21 @@ class KeyStore:
     def wkd(self, domain: str, hash_: str) -> list[bytes]:
         """WKD answers: per certificate, the binary form holding only the user IDs of the
         address whose local part hashes to ``hash_`` at ``domain``; newest attestation first."""
+        # The domain condition belongs in both queries: one certificate may carry the same
+        # local part at two domains (joe@a.example, joe@b.example), whose binaries differ.
+        at_domain = user_ids.c.email.like(f"%@{_like_escape(domain)}", escape="\\")
         q = (
             select(user_ids.c.cert_id, func.max(user_ids.c.attested_at).label("at"))
             .where(
                 user_ids.c.wkd_hash == hash_,
-                user_ids.c.email.like(f"%@{_like_escape(domain)}", escape="\\"),
+                at_domain,
                 user_ids.c.wkd_binary.is_not(None),
             )
             .group_by(user_ids.c.cert_id)
             .subquery()
         )
         rows = select(user_ids.c.wkd_binary).join(q, q.c.cert_id == user_ids.c.cert_id).where(
-            user_ids.c.wkd_hash == hash_, user_ids.c.wkd_binary.is_not(None)
+            user_ids.c.wkd_hash == hash_, at_domain, user_ids.c.wkd_binary.is_not(None)
         ).order_by(q.c.at.desc(), user_ids.c.cert_id.desc())
         seen: list[bytes] = []
         with self.db.reader.connect() as conn:
@@ -276,6 +323,16 @@ class KeyStore:
         with self.db.reader.connect() as conn:
             v = conn.execute(select(certs.c.data).where(certs.c.fingerprint == fpr.hex)).first()
         return bytes(v[0]) if v else None
+
+    def data_by_digests(self, digests: Collection[str]) -> dict[str, bytes]:
+        """Full merged certificates by SKS digest (HKP ``/pks/hashquery``, reconciliation
+        peers): the exact stored bytes the digest was computed over."""
+        wanted = sorted({d.lower() for d in digests})
+        if not wanted:
+            return {}
+        q = select(certs.c.digest, certs.c.data).where(certs.c.digest.in_(wanted))
+        with self.db.reader.connect() as conn:
+            return {r.digest: bytes(r.data) for r in conn.execute(q)}
 
     # ---- writes
     @contextmanager
@@ -455,6 +512,35 @@ class WriteTx:
                 armored_published=armor(publishable(c, published_raw)) if published_raw else None,
             )
         )
+        self.refresh_origin_forms(cert_id, c)
+
+    def refresh_origin_forms(self, cert_id: int, c: ParsedCert) -> None:
+        """Recompute each peer's copy (``cert_origins.armored``: the user IDs that peer
+        published) from the merged certificate, so a revocation learnt from any source
+        reaches every copy. A revoked certificate keeps only its identity-free form."""
+        origins = [
+            int(r[0])
+            for r in self.conn.execute(
+                select(cert_origins.c.id).where(cert_origins.c.cert_id == cert_id)
+            )
+        ]
+        if not origins:
+            return
+        valid = {} if c.revoked else {uid_hash(u.raw): u.raw for u in c.user_ids if not u.revoked}
+        vouched: dict[int, set[bytes]] = {o: set() for o in origins}
+        for r in self.conn.execute(
+            select(origin_user_ids.c.origin_id, origin_user_ids.c.uid_hash).where(
+                origin_user_ids.c.origin_id.in_(origins)
+            )
+        ):
+            if r.uid_hash in valid:
+                vouched[r.origin_id].add(valid[r.uid_hash])
+        for origin_id, raws in vouched.items():
+            self.conn.execute(
+                update(cert_origins)
+                .where(cert_origins.c.id == origin_id)
+                .values(armored=armor(publishable(c, raws)))
+            )
 
     def load(self, cert_id: int) -> ParsedCert:
         """Re-parse a stored certificate (write paths only: attestation changes)."""

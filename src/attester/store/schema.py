@@ -163,3 +163,50 @@ audit_log = Table(
     Column("email", String(254), nullable=True),
     Column("detail", Text, nullable=True),
 )
+
+# ---- federation (docs/federation.md)
+
+# Where a certificate came from besides this server's own users: one row per certificate
+# and peer ("upstream:<name>" when fetched on a local miss, "mirror:<name>" when imported
+# from a dump or refreshed by pull mirroring). ``armored`` is what lookups serve for the
+# peer: the certificate with only the user IDs the peer published (recomputed whenever the
+# certificate changes). Nothing here ever sets ``user_ids.attested_*``.
+cert_origins = Table(
+    "cert_origins",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cert_id", Integer, ForeignKey("certs.id", ondelete="CASCADE"), nullable=False),
+    Column("origin", String(120), nullable=False),  # "upstream:<name>", "mirror:<name>"
+    Column("peer", String(100), nullable=False),  # <name>, which pull mirroring refreshes
+    Column("digest", String(32), nullable=False, index=True),  # of what the peer last sent
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("fetched_at", UTCDateTime, nullable=False),
+    Column("armored", Text, nullable=False),
+    UniqueConstraint("cert_id", "origin"),
+)
+Index("ix_cert_origins_peer_fetched", cert_origins.c.peer, cert_origins.c.fetched_at)
+
+# The user IDs a peer published for a certificate: the addresses it vouches for. Email
+# lookups fall back to these only while no address is attested here.
+origin_user_ids = Table(
+    "origin_user_ids",
+    metadata,
+    Column(
+        "origin_id", Integer, ForeignKey("cert_origins.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("uid_hash", String(64), nullable=False),  # user_ids.uid_hash of the same user ID
+    Column("email", String(254), nullable=True, index=True),
+    UniqueConstraint("origin_id", "uid_hash"),
+)
+
+# When upstreams were last asked about a query, and until when that answer (found or not)
+# stands. Keyed by a hash of the query: the cache does not keep the addresses people asked
+# about in clear.
+upstream_lookups = Table(
+    "upstream_lookups",
+    metadata,
+    Column("query_hash", String(64), primary_key=True),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Column("found", Boolean, nullable=False),
+)

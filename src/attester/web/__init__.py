@@ -1,1 +1,2 @@
-"""Server-rendered pages (Jinja2): verification and management links, search, upload."""
+"""Server-rendered pages (Jinja2, no build step, no external assets): search, upload,
+the pages mail links open, About/API, and error pages. ``pages`` lists the modules."""

@@ -1,0 +1,158 @@
+"""Pull mirroring: keep the keys a peer supplied up to date by asking it again.
+
+A VKS server such as keys.openpgp.org publishes no dumps, so a mirror of it is kept by
+re-fetching, on a schedule, every fingerprint we know from it (fetched on a miss, imported
+with ``attester import --mirror NAME``, or seeded by ``attester mirror-refresh NAME FPR``),
+at most ``refresh_per_second`` requests a second. Each answer is merged like any other
+(so a revocation reaches every copy), and replaces what the peer vouches for; a 404 means
+the peer no longer publishes the key, so it vouches for none of its addresses any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from attester.config import Settings
+from attester.federation.errors import CircuitOpen, UpstreamError
+from attester.federation.metrics import Metrics
+from attester.federation.upstream import UpstreamClient, vouched_user_ids
+from attester.openpgp import CertificateError, ParsedCert
+from attester.openpgp.types import Fingerprint
+from attester.service.core import Clock, utcnow
+from attester.service.query import FingerprintQuery
+from attester.store.db import Database
+from attester.store.keys import ImportResult, KeyStore, Origin, OriginKind
+from attester.store.origins import OriginStore, OriginTx
+
+log = logging.getLogger("attester.federation")
+
+
+@dataclass
+class RefreshSummary:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    withdrawn: int = 0  # the peer no longer serves the key
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.new + self.updated + self.unchanged + self.withdrawn + self.failed
+
+
+class Mirror:
+    """Pull mirroring of one upstream (its ``refresh_seconds`` > 0, or run by hand)."""
+
+    def __init__(
+        self,
+        client: UpstreamClient,
+        settings: Settings,
+        db: Database,
+        metrics: Metrics,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.client = client  # shared with the fallback: one circuit breaker per upstream
+        self.config = client.config
+        self.name = client.name
+        self.metrics = metrics
+        self.clock = clock
+        self.store = KeyStore(db, settings.limits)
+        self.origins = OriginStore(db)
+
+    def due(self, limit: int) -> list[Fingerprint]:
+        before = self.clock() - timedelta(seconds=self.config.refresh_seconds)
+        return self.origins.due_for_refresh(self.name, before, limit)
+
+    def refresh(
+        self, fingerprints: Iterable[Fingerprint], stop: threading.Event | None = None
+    ) -> RefreshSummary:
+        """Fetch each fingerprint from the peer, no faster than its rate, and merge the
+        answers. Stops early when ``stop`` is set or the peer's circuit opens."""
+        summary = RefreshSummary()
+        interval = 1.0 / self.config.refresh_per_second
+        stop = stop or threading.Event()
+        next_at = time.monotonic()
+        for fpr in fingerprints:
+            delay = next_at - time.monotonic()
+            if stop.wait(delay) if delay > 0 else stop.is_set():
+                break
+            next_at = time.monotonic() + interval
+            try:
+                fetched = self.client.fetch(FingerprintQuery(fpr), self.config.timeout_seconds)
+            except CircuitOpen:
+                summary.failed += 1
+                break
+            except UpstreamError as e:
+                log.info("mirror refresh of %s failed: %s", fpr, e)
+                summary.failed += 1
+                self.metrics.mirror_refreshes.labels(self.name, "failed").inc()
+                continue
+            result = self._merge(fpr, fetched.accepted)
+            setattr(summary, result, getattr(summary, result) + 1)
+            self.metrics.mirror_refreshes.labels(self.name, result).inc()
+        return summary
+
+    def _merge(self, fpr: Fingerprint, accepted: Iterable[ParsedCert]) -> str:
+        now = self.clock()
+        origin = Origin(OriginKind.MIRROR, self.name)
+        certs = [c for c in accepted if c.fingerprint == fpr]
+        with self.store.write() as tx:
+            origins = OriginTx(tx)
+            if not certs:
+                origins.withdraw(fpr, self.name, now)
+                return "withdrawn"
+            cert = certs[0]
+            try:
+                outcome = tx.merge_cert(cert, origin.label, now)
+            except CertificateError as e:
+                log.warning("mirror refresh of %s not merged: %s", fpr, e)
+                return "failed"
+            origins.record(
+                outcome.cert_id, outcome.cert, origin, vouched_user_ids(cert), cert.digest, now
+            )
+        return {
+            ImportResult.NEW: "new",
+            ImportResult.UPDATED: "updated",
+            ImportResult.UNCHANGED: "unchanged",
+        }[outcome.result]
+
+
+class Mirrors:
+    """Every upstream with ``refresh_seconds`` > 0, refreshed in the background."""
+
+    def __init__(self, mirrors: list[Mirror]) -> None:
+        self.mirrors = mirrors
+        self._stop = threading.Event()
+
+    @property
+    def tick_seconds(self) -> float:
+        shortest = min(m.config.refresh_seconds for m in self.mirrors)
+        return min(60.0, max(1.0, shortest / 10))
+
+    def run_once(self) -> dict[str, RefreshSummary]:
+        """One round: each mirror refreshes what is due, as much as its rate allows in
+        about one tick."""
+        out: dict[str, RefreshSummary] = {}
+        for m in self.mirrors:
+            if self._stop.is_set():
+                break
+            batch = max(1, int(m.config.refresh_per_second * self.tick_seconds))
+            out[m.name] = m.refresh(m.due(batch), self._stop)
+        return out
+
+    async def run_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.to_thread(self.run_once)
+            except Exception:  # a bad round must not end mirroring for good
+                log.exception("pull mirroring round failed")
+            await asyncio.sleep(self.tick_seconds)
+
+    def stop(self) -> None:
+        self._stop.set()

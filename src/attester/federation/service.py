@@ -1,0 +1,75 @@
+"""What the application runs for federation, built once in its lifespan: the HTTP client
+for upstreams, one client (and circuit breaker) per configured upstream, the fallback the
+core asks on a local miss, the pull mirrors, and their metrics."""
+
+from __future__ import annotations
+
+import httpx
+
+from attester import __version__
+from attester.config import Settings
+from attester.federation.breaker import CircuitBreaker
+from attester.federation.fallback import Fallback
+from attester.federation.metrics import Metrics
+from attester.federation.mirror import Mirror, Mirrors
+from attester.federation.upstream import UpstreamClient
+from attester.service.core import Clock, utcnow
+from attester.store.db import Database
+
+
+class Federation:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        clock: Clock = utcnow,
+        *,
+        metrics: Metrics | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.metrics = metrics or Metrics()
+        self.http = httpx.Client(
+            transport=transport,
+            follow_redirects=True,
+            max_redirects=3,
+            headers={"User-Agent": f"Attester/{__version__} (federation)"},
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
+        self.clients = {
+            u.name: UpstreamClient(
+                u,
+                self.http,
+                settings.limits,
+                self.metrics,
+                CircuitBreaker(
+                    settings.upstream_breaker_failures, settings.upstream_breaker_reset_seconds
+                ),
+            )
+            for u in settings.upstreams
+        }
+        # Nothing leaves the server unless the operator configured an upstream.
+        self.fallback = (
+            Fallback(settings, db, self.clients.values(), self.metrics, clock)
+            if self.clients
+            else None
+        )
+        mirrors = [
+            Mirror(c, settings, db, self.metrics, clock)
+            for c in self.clients.values()
+            if c.config.refresh_seconds > 0
+        ]
+        self.mirrors = Mirrors(mirrors) if mirrors else None
+        self._settings = settings
+        self._db = db
+        self._clock = clock
+
+    def mirror(self, name: str) -> Mirror:
+        """Pull mirroring of one configured upstream, scheduled or not (the CLI)."""
+        return Mirror(self.clients[name], self._settings, self._db, self.metrics, self._clock)
+
+    def close(self) -> None:
+        if self.mirrors is not None:
+            self.mirrors.stop()
+        if self.fallback is not None:
+            self.fallback.close()
+        self.http.close()

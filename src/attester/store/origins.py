@@ -1,0 +1,328 @@
+"""Queries for federation (docs/federation.md): certificates that peers supplied, the
+addresses those peers vouch for, the upstream lookup cache, and dump exports.
+
+A peer's copy of a certificate lives beside the certificate, never inside its
+attestation: ``cert_origins`` holds the armored form each peer's published user IDs give,
+``origin_user_ids`` which user IDs those were. ``user_ids.attested_*`` is never touched
+here, so nothing a peer says makes an address attested by this server.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from attester.openpgp import ParsedCert
+from attester.openpgp.types import Email, Fingerprint
+from attester.store.db import Database
+from attester.store.keys import (
+    _CERT_COLUMNS,
+    Origin,
+    OriginKind,
+    StoredCert,
+    StoredUserID,
+    WriteTx,
+    _stored,
+    _stored_uid,
+    uid_hash,
+)
+from attester.store.schema import (
+    cert_origins,
+    certs,
+    origin_user_ids,
+    upstream_lookups,
+    user_ids,
+)
+
+
+class ExportSelection(enum.StrEnum):
+    ALL = "all"  # every stored certificate
+    LOCAL = "local"  # certificates no peer supplied (uploaded or imported here)
+    ATTESTED = "attested"  # certificates with at least one address attested here
+
+
+class ExportedCert(NamedTuple):
+    fingerprint: Fingerprint
+    data: bytes  # the full stored certificate
+    armored_published: str | None
+    armored_identity_free: str
+
+
+@dataclass(frozen=True)
+class PeerForm:
+    armored: str
+    origin: Origin
+
+
+class OriginStore:
+    """Reads: one or two indexed queries each, no OpenPGP parsing."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def by_email(self, email: Email) -> list[StoredCert]:
+        """Certificates on which a peer published this address (by a valid, unrevoked user
+        ID of an unrevoked certificate), each once, as that peer's copy: the most recently
+        fetched peer first."""
+        q = (
+            select(
+                *_CERT_COLUMNS,
+                cert_origins.c.origin,
+                cert_origins.c.fetched_at,
+                cert_origins.c.armored.label("peer_armored"),
+            )
+            .select_from(origin_user_ids)
+            .join(cert_origins, cert_origins.c.id == origin_user_ids.c.origin_id)
+            .join(certs, certs.c.id == cert_origins.c.cert_id)
+            .join(
+                user_ids,
+                and_(
+                    user_ids.c.cert_id == certs.c.id,
+                    user_ids.c.uid_hash == origin_user_ids.c.uid_hash,
+                ),
+            )
+            .where(
+                origin_user_ids.c.email == email.address,
+                user_ids.c.revoked.is_(False),
+                certs.c.revoked.is_(False),
+            )
+            .order_by(cert_origins.c.fetched_at.desc(), certs.c.id.desc())
+        )
+        out: dict[int, StoredCert] = {}
+        with self.db.reader.connect() as conn:
+            for r in conn.execute(q):
+                if r.id not in out:
+                    out[r.id] = _as_peer(r)
+        return list(out.values())
+
+    def forms(self, cert_ids: Collection[int]) -> dict[int, PeerForm]:
+        """The most recently fetched peer copy of each of these certificates that has one."""
+        if not cert_ids:
+            return {}
+        q = (
+            select(
+                cert_origins.c.cert_id,
+                cert_origins.c.origin,
+                cert_origins.c.fetched_at,
+                cert_origins.c.armored,
+            )
+            .where(cert_origins.c.cert_id.in_(list(cert_ids)))
+            .order_by(cert_origins.c.fetched_at.desc(), cert_origins.c.id.desc())
+        )
+        out: dict[int, PeerForm] = {}
+        with self.db.reader.connect() as conn:
+            for r in conn.execute(q):
+                if r.cert_id not in out:
+                    out[r.cert_id] = PeerForm(r.armored, Origin.from_label(r.origin, r.fetched_at))
+        return out
+
+    def user_ids(self, origins: dict[int, str]) -> dict[int, list[StoredUserID]]:
+        """Per certificate id, the user IDs the named origin (``upstream:<name>``...)
+        published, for index listings. They are not attested here, and say so."""
+        out: dict[int, list[StoredUserID]] = {i: [] for i in origins}
+        if not origins:
+            return out
+        q = (
+            select(user_ids, cert_origins.c.origin)
+            .join(cert_origins, cert_origins.c.cert_id == user_ids.c.cert_id)
+            .join(
+                origin_user_ids,
+                and_(
+                    origin_user_ids.c.origin_id == cert_origins.c.id,
+                    origin_user_ids.c.uid_hash == user_ids.c.uid_hash,
+                ),
+            )
+            .where(user_ids.c.cert_id.in_(list(origins)), user_ids.c.revoked.is_(False))
+            .order_by(user_ids.c.cert_id, user_ids.c.id)
+        )
+        with self.db.reader.connect() as conn:
+            for r in conn.execute(q):
+                if origins.get(r.cert_id) == r.origin:
+                    out[r.cert_id].append(_stored_uid(r))
+        return out
+
+    def known_digests(self, digests: Collection[str]) -> set[str]:
+        """Which of these SKS digests name a certificate stored exactly so, or exactly what
+        a peer last sent us (a dump re-read after an interruption skips them)."""
+        wanted = sorted(set(digests))
+        if not wanted:
+            return set()
+        with self.db.reader.connect() as conn:
+            a = conn.execute(select(certs.c.digest).where(certs.c.digest.in_(wanted)))
+            b = conn.execute(select(cert_origins.c.digest).where(cert_origins.c.digest.in_(wanted)))
+            return {r[0] for r in a} | {r[0] for r in b}
+
+    def due_for_refresh(self, peer: str, before: datetime, limit: int) -> list[Fingerprint]:
+        """Fingerprints this peer supplied that were last fetched before ``before``, the
+        longest-waiting first (pull mirroring)."""
+        q = (
+            select(certs.c.fingerprint, func.min(cert_origins.c.fetched_at).label("at"))
+            .join(cert_origins, cert_origins.c.cert_id == certs.c.id)
+            .where(cert_origins.c.peer == peer, cert_origins.c.fetched_at < before)
+            .group_by(certs.c.fingerprint)
+            .order_by("at", certs.c.fingerprint)
+            .limit(limit)
+        )
+        with self.db.reader.connect() as conn:
+            return [Fingerprint(r[0]) for r in conn.execute(q)]
+
+    def cached(self, query_hash: str, now: datetime) -> bool | None:
+        """The standing upstream answer to a query: found or not, or None when upstreams
+        were never asked or their answer expired."""
+        q = select(upstream_lookups.c.found).where(
+            upstream_lookups.c.query_hash == query_hash, upstream_lookups.c.expires_at > now
+        )
+        with self.db.reader.connect() as conn:
+            v = conn.execute(q).first()
+        return None if v is None else bool(v[0])
+
+    def export(self, selection: ExportSelection, batch: int = 500) -> Iterator[ExportedCert]:
+        """Every selected certificate, in id order. Pages by id, so memory stays flat and
+        a concurrent writer is never blocked for long."""
+        last = 0
+        where: list[Any] = []
+        if selection is ExportSelection.LOCAL:
+            where.append(~exists().where(cert_origins.c.cert_id == certs.c.id))
+        elif selection is ExportSelection.ATTESTED:
+            where.append(
+                exists().where(
+                    user_ids.c.cert_id == certs.c.id, user_ids.c.attested_at.is_not(None)
+                )
+            )
+        while True:
+            q = (
+                select(
+                    certs.c.id,
+                    certs.c.fingerprint,
+                    certs.c.data,
+                    certs.c.armored_published,
+                    certs.c.armored_identity_free,
+                )
+                .where(certs.c.id > last, *where)
+                .order_by(certs.c.id)
+                .limit(batch)
+            )
+            with self.db.reader.connect() as conn:
+                rows = conn.execute(q).all()
+            if not rows:
+                return
+            for r in rows:
+                yield ExportedCert(
+                    Fingerprint(r.fingerprint),
+                    bytes(r.data),
+                    r.armored_published,
+                    r.armored_identity_free,
+                )
+            last = int(rows[-1].id)
+
+
+def _as_peer(r: Any) -> StoredCert:
+    return replace(
+        _stored(r),
+        armored_published=r.peer_armored,
+        origin=Origin.from_label(r.origin, r.fetched_at),
+    )
+
+
+class OriginTx:
+    """Writes, inside a ``KeyStore.write()`` transaction."""
+
+    def __init__(self, tx: WriteTx) -> None:
+        self.tx = tx
+        self.conn = tx.conn
+        self._pg = tx.conn.dialect.name == "postgresql"
+
+    def record(
+        self,
+        cert_id: int,
+        merged: ParsedCert,
+        origin: Origin,
+        vouched: Collection[bytes],
+        digest: str,
+        now: datetime,
+    ) -> None:
+        """Remember that ``origin`` supplied this certificate and published these user IDs
+        (raw packet bodies; invalid or revoked ones are recorded but never served). What
+        the peer says replaces what it said before, under every label it has for the
+        certificate (a key fetched on a miss and later pull-mirrored is one peer's word):
+        a peer that stopped publishing an address no longer vouches for it."""
+        assert origin.kind is not OriginKind.LOCAL
+        ins = (postgresql.insert if self._pg else sqlite.insert)(cert_origins).values(
+            cert_id=cert_id,
+            origin=origin.label,
+            peer=origin.peer,
+            digest=digest,
+            first_seen=now,
+            fetched_at=now,
+            armored="",
+        )
+        self.conn.execute(ins.on_conflict_do_nothing(index_elements=["cert_id", "origin"]))
+        ids = [
+            int(r[0])
+            for r in self.conn.execute(
+                select(cert_origins.c.id).where(
+                    cert_origins.c.cert_id == cert_id, cert_origins.c.peer == origin.peer
+                )
+            )
+        ]
+        self.conn.execute(
+            update(cert_origins)
+            .where(cert_origins.c.id.in_(ids))
+            .values(digest=digest, fetched_at=now)
+        )
+        self.conn.execute(delete(origin_user_ids).where(origin_user_ids.c.origin_id.in_(ids)))
+        emails = {u.raw: u.email for u in merged.user_ids}
+        rows = [
+            {"origin_id": i, "uid_hash": uid_hash(raw), "email": e.address if e else None}
+            for i in ids
+            for raw, e in ((raw, emails.get(raw)) for raw in set(vouched))
+        ]
+        if rows:
+            self.conn.execute(insert(origin_user_ids), rows)
+        self.tx.refresh_origin_forms(cert_id, merged)
+
+    def touch(self, cert_id: int, peer: str, now: datetime) -> None:
+        """The peer was asked and answered as before: only the fetch time moves on."""
+        self.conn.execute(
+            update(cert_origins)
+            .where(cert_origins.c.cert_id == cert_id, cert_origins.c.peer == peer)
+            .values(fetched_at=now)
+        )
+
+    def withdraw(self, fingerprint: Fingerprint, peer: str, now: datetime) -> bool:
+        """The peer no longer serves this certificate: it vouches for none of its addresses
+        any more (the certificate itself stays; it may be served identity-free)."""
+        cert_id = self.tx.cert_id(fingerprint)
+        if cert_id is None:
+            return False
+        ids = [
+            int(r[0])
+            for r in self.conn.execute(
+                select(cert_origins.c.id).where(
+                    cert_origins.c.cert_id == cert_id, cert_origins.c.peer == peer
+                )
+            )
+        ]
+        if not ids:
+            return False
+        self.conn.execute(delete(origin_user_ids).where(origin_user_ids.c.origin_id.in_(ids)))
+        self.conn.execute(
+            update(cert_origins).where(cert_origins.c.id.in_(ids)).values(fetched_at=now)
+        )
+        self.tx.refresh_origin_forms(cert_id, self.tx.load(cert_id))
+        return True
+
+    def remember_lookup(self, query_hash: str, found: bool, now: datetime, ttl: float) -> None:
+        """Let an upstream answer stand for ``ttl`` seconds (and drop expired ones)."""
+        self.conn.execute(delete(upstream_lookups).where(upstream_lookups.c.expires_at <= now))
+        values = {"checked_at": now, "expires_at": now + timedelta(seconds=ttl), "found": found}
+        ins = (postgresql.insert if self._pg else sqlite.insert)(upstream_lookups).values(
+            query_hash=query_hash, **values
+        )
+        self.conn.execute(ins.on_conflict_do_update(index_elements=["query_hash"], set_=values))

@@ -1,0 +1,152 @@
+"""What every page handler needs from a request: the services, bounded form reading, the
+CSRF checks of ``attester.web.csrf``, and which protocols this app serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Match, Mount
+
+from attester.service.attestation import Attestation
+from attester.service.core import Core
+from attester.web import apidoc, csrf
+from attester.web.render import error_page, site_of
+
+
+def core(request: Request) -> Core:
+    found: Core = request.app.state.core
+    return found
+
+
+def attestation(request: Request) -> Attestation:
+    found: Attestation = request.app.state.attestation
+    return found
+
+
+def wake_mailer(request: Request) -> None:
+    """Queued mail goes out now rather than at the worker's next poll."""
+    worker = getattr(request.app.state, "mail_worker", None)
+    if worker is not None:
+        worker.wake()
+
+
+def sentence(message: str) -> str:
+    """A service message as a sentence on a page: capital first, full stop last."""
+    message = message.strip()
+    if not message:
+        return message
+    message = message[0].upper() + message[1:]
+    return message if message.endswith((".", "!", "?")) else message + "."
+
+
+def duration(seconds: int) -> str:
+    """A setting in seconds as people say it: "7 days", "1 hour", "15 minutes"."""
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'' if n == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
+# ---- forms
+
+
+class FormTooLarge(Exception):
+    pass
+
+
+async def read_form(
+    request: Request, limit: int, max_fields: int = 8, max_files: int = 0
+) -> FormData:
+    """The request's form, refused past ``limit`` bytes while it arrives: Starlette bounds
+    form fields but not file parts, so the body is counted here first, whatever
+    Content-Length claims. Raises ``FormTooLarge`` or Starlette's ``MultiPartException``
+    (also for files beyond ``max_files``; a caller that allows files closes the form)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise FormTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise FormTooLarge
+        chunks.append(chunk)
+    body = b"".join(chunks)
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    buffered = Request(request.scope, replay)
+    return await buffered.form(max_files=max_files, max_fields=max_fields, max_part_size=limit)
+
+
+async def _guard(request: Request) -> csrf.FormGuard:
+    state = request.app.state
+    guard: csrf.FormGuard | None = getattr(state, "web_form_guard", None)
+    if guard is None:
+        c = core(request)
+        key = await run_in_threadpool(csrf.load_key, c.db, c.clock())
+        guard = csrf.FormGuard(key)
+        state.web_form_guard = guard
+    return guard
+
+
+async def form_token(request: Request, form: str) -> str:
+    """A token for the form named ``form``, for this client (check 2)."""
+    guard = await _guard(request)
+    return guard.issue(form, csrf.client_address(request), core(request).clock())
+
+
+async def form_token_valid(request: Request, form: str, data: FormData) -> bool:
+    guard = await _guard(request)
+    token = data.get(csrf.FIELD)
+    return isinstance(token, str) and guard.valid(
+        token, form, csrf.client_address(request), core(request).clock()
+    )
+
+
+def refuse_cross_site(request: Request) -> HTMLResponse | None:
+    """Check 1, for every POST a page makes: the refusal page, or None."""
+    reason = csrf.cross_site(request, site_of(request))
+    if reason is None:
+        return None
+    return error_page(request, 403, f"This request was refused because {reason}.")
+
+
+# ---- what this app serves
+
+
+def _routed(routes: list[BaseRoute], scope: dict[str, Any]) -> bool:
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, Mount):
+            if _routed(route.routes, {**scope, **child}):
+                return True
+            continue
+        return True
+    return False
+
+
+def served_protocols(request: Request) -> frozenset[str]:
+    """Slugs of the ``apidoc`` protocols whose routes this app mounts (found once)."""
+    state = request.app.state
+    found: frozenset[str] | None = getattr(state, "web_protocols", None)
+    if found is None:
+        prefix = state.settings.path_prefix
+        found = frozenset(
+            p.slug
+            for p in apidoc.PROTOCOLS
+            if _routed(
+                request.app.router.routes,
+                {"type": "http", "path": prefix + p.probe, "root_path": "", "method": "GET"},
+            )
+        )
+        state.web_protocols = found
+    return found

@@ -1,0 +1,129 @@
+"""Cross-site request forgery: how a POST proves it came from our own page.
+
+Attester sets no cookies, so there is no session a forged request could ride on; what a
+forged POST could still do is make a victim's browser upload a key or ask for a management
+mail in the victim's name (from the victim's address). Two checks, both without server
+state, so any number of app servers answer alike:
+
+1. Fetch metadata and ``Origin``. Every current browser (Chrome 76, Firefox 90, Safari
+   16.4 and later) sends ``Sec-Fetch-Site``; we accept ``same-origin`` (our own form) and
+   ``none`` (the user typed or reloaded it), and refuse ``cross-site`` and ``same-site`` (a
+   sibling subdomain is another party). Without fetch metadata, an ``Origin`` naming
+   another site is refused. ``Origin: null`` cannot be judged: our pages send
+   ``Referrer-Policy: no-referrer``, under which a browser writes ``null`` even for our
+   own forms, and an attacker can ask for the same.
+2. A signed form token, for browsers without fetch metadata and for the ``null`` case.
+   The page embeds ``time.HMAC(key, form, time, client address)``; the POST must return
+   one made for this form, less than ``TOKEN_TTL`` old, for the same client address. The
+   address binding matters: the token is not secret (anyone can load the form), so an
+   attacker could otherwise copy a fresh one into a forged form; bound to the address it
+   does not work from the victim's browser. Behind a proxy that hides client addresses
+   every request shows the proxy's, and the binding degrades to "signed by us, recent".
+   A user whose address changes between loading and sending the form sees it again with
+   a fresh token and a sentence saying why.
+
+The key is 256 random bits made once and kept in the database, so app servers share it
+without configuration and it survives restarts. It lives in the ``tokens`` table under a
+purpose of its own (no link token can have it, ``Purpose`` has no such member), which
+spares a migration for one value; rotating it is deleting that row.
+
+Links in mails (``/verify/{token}``, ``/manage/{token}``) and the forms on the pages they
+open need no form token: the token in the URL is 192 random bits that only the mail's
+reader knows, so a forger cannot name a URL that does anything. Those POSTs still get
+check 1.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert, select, text
+from starlette.requests import Request
+
+from attester.store.db import Database
+from attester.store.schema import tokens
+from attester.web.site import Site
+
+TOKEN_TTL = timedelta(hours=6)
+FIELD = "csrf"  # the form field that carries the token
+
+_KEY_PURPOSE = "web-form-key"
+_NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+_PG_LOCK = 7412396  # advisory lock id: app servers starting together make one key
+
+
+def load_key(db: Database, now: datetime) -> bytes:
+    """The installation's form key, made on first use. The oldest row wins, so servers
+    that raced to make one still agree (PostgreSQL also serialises the first call)."""
+    with db.writer.begin() as conn:
+        if not db.is_sqlite:
+            conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_LOCK})"))
+        oldest = select(tokens.c.token_hash).where(tokens.c.purpose == _KEY_PURPOSE)
+        row = conn.execute(oldest.order_by(tokens.c.id).limit(1)).first()
+        if row is not None:
+            return bytes.fromhex(row[0])
+        key = secrets.token_bytes(32)
+        conn.execute(
+            insert(tokens).values(
+                token_hash=key.hex(),
+                purpose=_KEY_PURPOSE,
+                fingerprint="",
+                email=None,
+                created=now,
+                expires=_NEVER,
+            )
+        )
+        return key
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class FormGuard:
+    key: bytes
+
+    def _mac(self, form: str, issued: int, client: str) -> str:
+        msg = f"attester-form-v1\0{form}\0{issued}\0{client}".encode()
+        return _b64(hmac.new(self.key, msg, hashlib.sha256).digest())
+
+    def issue(self, form: str, client: str, now: datetime) -> str:
+        issued = int(now.timestamp())
+        return f"{issued}.{self._mac(form, issued, client)}"
+
+    def valid(self, token: str, form: str, client: str, now: datetime) -> bool:
+        issued_s, _, mac = token.partition(".")
+        if not issued_s.isdigit() or len(issued_s) > 12 or not mac:
+            return False
+        issued = int(issued_s)
+        age = now.timestamp() - issued
+        # A minute of leeway for clocks of app servers that disagree.
+        if age < -60 or age > TOKEN_TTL.total_seconds():
+            return False
+        return hmac.compare_digest(mac, self._mac(form, issued, client))
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def cross_site(request: Request, site: Site) -> str | None:
+    """Why this request is refused as coming from another site, or None (check 1)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        if fetch_site.lower() in ("same-origin", "none"):
+            return None
+        return f"the browser says it was sent from another site ({fetch_site[:20]})"
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return None
+    own = {site.origin, f"{request.url.scheme}://{request.headers.get('host', '')}"}
+    if origin.rstrip("/").lower() not in {o.lower() for o in own}:
+        return "it was sent from a page of another site"
+    return None
