@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     wkd_domains: tuple[str, ...] = ("*",)
     wkd_policy_keywords: tuple[str, ...] = ()
     wkd_submission_address: str = ""
+    # /pks/hashquery serves full stored certificates, unverified user IDs included (sync
+    # peers need every packet to reach the same digest), so only these clients may ask.
+    sync_peers: tuple[str, ...] = ("127.0.0.1", "::1")
 
     # --- federation (docs/federation.md): nothing leaves the server unless configured
     upstreams: tuple[Upstream, ...] = ()

@@ -606,6 +606,19 @@ def test_hashquery(server: LiveServer, attestation: Attestation, core: Core) -> 
     assert empty.content == b"\x00\x00\x00\x00\r\n"
 
 
+def test_hashquery_only_for_sync_peers(settings: Settings) -> None:
+    """Full certificates carry unverified addresses: a client that is not a configured sync
+    peer gets 403, whatever it asks."""
+    s = settings.model_copy(update={"sync_peers": ("192.0.2.1",)})
+    with LiveServer.start(s) as live:
+        r = live.client.post("/pks/hashquery", content=_hashquery_request(["00" * 16]))
+        assert r.status_code == 403 and "sync peers" in r.text
+    s = settings.model_copy(update={"sync_peers": ("*",)})
+    with LiveServer.start(s) as live:
+        r = live.client.post("/pks/hashquery", content=_hashquery_request([]))
+        assert r.status_code == 200
+
+
 @pytest.mark.parametrize(
     "body",
     [

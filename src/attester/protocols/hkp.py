@@ -375,6 +375,11 @@ def hashquery_body(certificates: list[bytes]) -> bytes:
 
 async def hashquery(request: Request) -> Response:
     core: Core = request.app.state.core
+    peers = request.app.state.settings.sync_peers
+    client = request.client.host if request.client else ""
+    if "*" not in peers and client not in peers:
+        # Full certificates carry unverified addresses: only configured sync peers get them.
+        return error_response(403, "hashquery is only open to this server's sync peers.")
     try:
         digests = parse_hashquery(await read_body(request))
         found = await run_in_threadpool(core.certificates_by_digest, digests, _HASHQUERY_MAX_BYTES)
