@@ -53,6 +53,14 @@ def test_a_miss_is_answered_by_keys_openpgp_org_over_vks(
         ):
             r = live.client.get(path)
             assert r.status_code == 200 and _emails(r.text) == {"alice@example.org"}, path
+            assert r.headers["X-Attester-Origin"].startswith(f"upstream:{OPENPGP_ORG}"), path
+        # HKP lists the identities the peer published, and says whose word they rest on.
+        r = live.client.get(
+            "/pks/lookup", params={"op": "index", "options": "mr", "search": "alice@example.org"}
+        )
+        assert r.status_code == 200 and "uid:Alice <alice@example.org>" in r.text, r.text
+        assert "unverified" not in r.text
+        assert r.headers["X-Attester-Origin"].startswith(f"upstream:{OPENPGP_ORG}")
         # The other address was never published upstream: not found by it.
         assert live.client.get("/pub/alice@unverified.example").status_code == 404
     held = stored(settings)

@@ -26,7 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from attester import __version__
-from attester.protocols._http import read_body
+from attester.protocols._http import origin_headers, read_body
 from attester.service.attestation import AddressState, Attestation, KeyringUpload
 from attester.service.core import Core
 from attester.service.errors import BadRequest, InvalidQuery, NotFound, ServiceError, Unsupported
@@ -127,7 +127,7 @@ async def lookup(request: Request) -> Response:
         found, uids = await run_in_threadpool(_find, core, query, p.exact, p.op != "get")
     except ServiceError as e:
         return error_response(e.status, e.message)
-    count = {"X-HKP-Results-Count": str(len(found)), **_CORS}
+    count = {"X-HKP-Results-Count": str(len(found)), **_CORS, **origin_headers(found)}
     if p.op == "get":
         # ``armored`` is the published form when any identity is attested, else the
         # identity-free one; email and text searches only find published forms.
@@ -207,8 +207,9 @@ def _expired(c: StoredCert, now: datetime) -> bool:
 
 
 def _published(uids: list[StoredUserID]) -> list[StoredUserID]:
-    # The store lists attested user IDs; a revoked one is no longer published.
-    return [u for u in uids if u.published]
+    # The core lists what each certificate is served with (attested here, or published by
+    # the peer a copy came from); a revoked user ID is never listed.
+    return [u for u in uids if not u.revoked]
 
 
 def machine_index(

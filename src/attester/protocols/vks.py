@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from attester.openpgp.errors import InvalidEmail
 from attester.openpgp.types import Email, Fingerprint
-from attester.protocols._http import read_json
+from attester.protocols._http import origin_headers, read_json
 from attester.protocols.flowcrypt import path_term
 from attester.service.attestation import AddressState, Attestation, Submission
 from attester.service.core import Core
@@ -97,6 +97,7 @@ def _armored(request: Request, found: list[StoredCert], *, by_email: bool) -> Re
         **_public_headers(request),
         "Content-Disposition": f'attachment; filename="{found[0].fingerprint.hex}.asc"',
         "Cache-Control": "no-cache",
+        **origin_headers(found),
     }
     return Response("".join(blocks), media_type="application/pgp-keys", headers=headers)
 
