@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,12 +119,23 @@ def open_context(browser: Browser, javascript: bool = True, **options: Any) -> B
     return seen
 
 
+Opener = Callable[..., Browsing]
+
+
 @pytest.fixture
-def browsing(browser: Browser) -> Iterator[Browsing]:
-    seen = open_context(browser)
-    try:
-        yield seen
-    finally:
+def contexts(browser: Browser) -> Iterator[Opener]:
+    """``contexts(javascript=True)`` opens a fresh context; all are closed afterwards, so
+    a failed test leaves no connection open (ask for it after the server fixture, so it
+    is torn down before the server)."""
+    opened: list[Browsing] = []
+
+    def make(javascript: bool = True, **options: Any) -> Browsing:
+        seen = open_context(browser, javascript, **options)
+        opened.append(seen)
+        return seen
+
+    yield make
+    for seen in opened:
         seen.context.close()
 
 
@@ -146,6 +157,7 @@ def screenshot(page: Page, name: str) -> None:
     """Full-page screenshots of the current page at each viewport, into the artefacts
     folder (and ``docs/screenshots`` when asked to update them)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_load_state("load")
     size = page.viewport_size
     for label, (width, height) in VIEWPORTS.items():
         page.set_viewport_size({"width": width, "height": height})
@@ -160,9 +172,17 @@ def screenshot(page: Page, name: str) -> None:
 
 def no_horizontal_scroll(page: Page, width: int = 320) -> None:
     """At ``width`` px the page must not need sideways scrolling."""
+    page.wait_for_load_state("load")  # the stylesheet applied, not just the DOM there
     size = page.viewport_size
     page.set_viewport_size({"width": width, "height": 640})
     scroll = page.evaluate("document.documentElement.scrollWidth")
+    wide = page.evaluate(_WIDEST, width)
     if size:
         page.set_viewport_size(size)
-    assert scroll <= width, f"{page.url} is {scroll}px wide at {width}px"
+    assert scroll <= width, f"{page.url} is {scroll}px wide at {width}px: {wide}"
+
+
+_WIDEST = """(width) => Array.from(document.querySelectorAll("body *"))
+  .filter(el => el.getBoundingClientRect().right > width + 1)
+  .slice(0, 5)
+  .map(el => `${el.tagName}.${el.className} right=${el.getBoundingClientRect().right}`)"""

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 
 from attester.config import Settings
 from attester.service.attestation import Attestation
-from tests.browser.conftest import no_horizontal_scroll, open_context
+from tests.browser.conftest import Opener, no_horizontal_scroll
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
@@ -76,6 +76,7 @@ _FOCUS = """() => {
 
 
 def _check(page: Page) -> None:
+    page.wait_for_load_state("load")
     assert page.evaluate(_CONTRAST) == [], page.url
     assert page.evaluate(_UNLABELLED) == [], page.url
     assert page.locator("h1").count() == 1, page.url
@@ -114,8 +115,8 @@ def branded(
 
 
 def test_pages_meet_the_basics(
-    browser: Browser,
     branded: LiveServer,
+    contexts: Opener,
     smtp_server: LoopbackSMTPServer,
 ) -> None:
     live = branded
@@ -127,7 +128,7 @@ def test_pages_meet_the_basics(
     attestation.request_verify(states.fingerprint, list(states.addresses))
     [mail] = smtp_server.wait_for(1)
 
-    seen = open_context(browser, javascript=False)  # the verify page would confirm itself
+    seen = contexts(javascript=False)  # the verify page would confirm itself
     page = seen.page
     for path in (
         "/",
@@ -148,4 +149,3 @@ def test_pages_meet_the_basics(
     page.get_by_role("button", name="Upload", exact=True).click()
     _check(page)
     assert seen.external_requests == [] and seen.console_errors == []
-    seen.context.close()

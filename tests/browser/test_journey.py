@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import no_horizontal_scroll, open_context, screenshot
+from tests.browser.conftest import Opener, no_horizontal_scroll, screenshot
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
@@ -28,13 +28,13 @@ def _search(page: Page, live: LiveServer, term: str) -> None:
 
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "nojs"])
 def test_publish_find_and_unpublish(
-    browser: Browser,
     live: LiveServer,
+    contexts: Opener,
     smtp_server: LoopbackSMTPServer,
     tmp_path: Path,
     javascript: bool,
 ) -> None:
-    seen = open_context(browser, javascript)
+    seen = contexts(javascript)
     page = seen.page
     shots = javascript  # one set of screenshots, from the run with scripts on
     key = TestKey.generate("Alice Example <alice@example.org>")
@@ -127,12 +127,11 @@ def test_publish_find_and_unpublish(
 
     assert seen.external_requests == []
     assert seen.console_errors == []
-    seen.context.close()
 
 
-def test_other_pages(browser: Browser, live: LiveServer) -> None:
+def test_other_pages(live: LiveServer, contexts: Opener) -> None:
     """About, errors and the secret-key refusal, in the site's style and at 320 px."""
-    seen = open_context(browser)
+    seen = contexts()
     page = seen.page
     page.goto(live.base_url + "/about")
     expect(_h1(page)).to_have_text("About Attester")
@@ -161,4 +160,3 @@ def test_other_pages(browser: Browser, live: LiveServer) -> None:
     )
     screenshot(page, "search-error")
     assert seen.external_requests == [] and seen.console_errors == []
-    seen.context.close()

@@ -14,10 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import expect
 
 from attester.service.attestation import Attestation
-from tests.browser.conftest import no_horizontal_scroll, open_context, screenshot
+from tests.browser.conftest import Opener, no_horizontal_scroll, screenshot
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
@@ -33,10 +33,10 @@ LONG_UID = "Bartholomew " * 300 + "<long@example.org>"
 
 
 def test_user_ids_with_markup_script_and_bidi_stay_inert(
-    browser: Browser, live: LiveServer, smtp_server: LoopbackSMTPServer
+    live: LiveServer, contexts: Opener, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate(SCRIPT_UID).with_user_id(RTL_UID).with_user_id(LONG_UID)
-    seen = open_context(browser)
+    seen = contexts()
     page = seen.page
     page.goto(live.base_url + "/upload")
     page.get_by_label("Or paste the key").fill(key.armored)
@@ -67,7 +67,6 @@ def test_user_ids_with_markup_script_and_bidi_stay_inert(
     no_horizontal_scroll(page)
     screenshot(page, "search-hostile-user-ids")
     assert seen.dialogs == [] and seen.console_errors == [] and seen.external_requests == []
-    seen.context.close()
 
 
 class _Attacker(ThreadingHTTPServer):
@@ -107,8 +106,8 @@ def _forged(action: str, fields: dict[str, str], multipart: bool = False) -> byt
 
 
 def test_forged_cross_site_posts_are_refused(
-    browser: Browser,
     live: LiveServer,
+    contexts: Opener,
     attacker: _Attacker,
     attestation: Attestation,
     smtp_server: LoopbackSMTPServer,
@@ -116,7 +115,7 @@ def test_forged_cross_site_posts_are_refused(
     published = TestKey.generate("Ann <ann@example.org>")
     attestation.import_keyring(published.public, attest_emails=True)
     other_origin = f"http://127.0.0.1:{attacker.server_address[1]}/"
-    seen = open_context(browser)
+    seen = contexts()
     page = seen.page
 
     # The forger even fetched a fresh form token for itself (same address as the victim
@@ -144,4 +143,3 @@ def test_forged_cross_site_posts_are_refused(
     page.get_by_role("button", name="Send me a link").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
     smtp_server.wait_for(1)
-    seen.context.close()

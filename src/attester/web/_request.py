@@ -115,7 +115,12 @@ def refuse_cross_site(request: Request) -> HTMLResponse | None:
     reason = csrf.cross_site(request, site_of(request))
     if reason is None:
         return None
-    return error_page(request, 403, f"This request was refused because {reason}.")
+    return error_page(
+        request,
+        403,
+        f"This request was refused because {reason}. If you used a form on this site, "
+        "open it again and send it from there.",
+    )
 
 
 # ---- what this app serves

@@ -2,8 +2,10 @@
 
 Attester sets no cookies, so there is no session a forged request could ride on; what a
 forged POST could still do is make a victim's browser upload a key or ask for a management
-mail in the victim's name (from the victim's address). Two checks, both without server
-state, so any number of app servers answer alike:
+mail in the victim's name (from the victim's address). A page's form must pass two
+checks, both without per-request server state, so any number of app servers answer
+alike (a scripted POST of JSON to ``/manage`` is an API call and needs neither token nor
+page, see ``attester.web.links``):
 
 1. Fetch metadata and ``Origin``. Every current browser (Chrome 76, Firefox 90, Safari
    16.4 and later) sends ``Sec-Fetch-Site``; we accept ``same-origin`` (our own form) and
@@ -25,7 +27,8 @@ state, so any number of app servers answer alike:
 The key is 256 random bits made once and kept in the database, so app servers share it
 without configuration and it survives restarts. It lives in the ``tokens`` table under a
 purpose of its own (no link token can have it, ``Purpose`` has no such member), which
-spares a migration for one value; rotating it is deleting that row.
+spares a migration for one value. Rotating it is deleting that row and restarting the
+app servers (each keeps the key in memory once read).
 
 Links in mails (``/verify/{token}``, ``/manage/{token}``) and the forms on the pages they
 open need no form token: the token in the URL is 192 random bits that only the mail's
