@@ -6,7 +6,7 @@ The same keys go into Attester, and then:
 
 - for every key whose stored packets are the same on both servers, SKS's ``op=hget``
   finds it by the digest Attester computed (so Attester and SKS name it alike in sync);
-- every key whose packets differ differs for a known reason (docs/protocols-hkp.md,
+- every key whose packets differ differs for a known reason (docs/protocols/hkp.md,
   "Key digests"), and the count of those is bounded;
 - both servers answer one /pks/hashquery with the same framing and keys that parse.
 """
@@ -46,7 +46,7 @@ SKS = shutil.which("sks") or "/usr/sbin/sks"
 KEYRING = Path("/usr/share/keyrings/debian-keyring.gpg")
 EVERY = 4  # every 4th certificate of the keyring (227 keys, 1 KB to 360 KB each) ...
 # ... and the keys whose stored packets differ between SKS and Attester, with the reason
-# (docs/protocols-hkp.md, "Key digests"; found by running this test over all 905 keys).
+# (docs/protocols/hkp.md, "Key digests"; found by running this test over all 905 keys).
 KNOWN_DIFFERENT = {
     # RSA primaries over 4096 bits (Attester's ``_large_rsa`` path): subkey bindings are
     # stored as Sequoia re-serialised them, Issuer moved before the Embedded Signature in
