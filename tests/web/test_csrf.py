@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, func, select
 
 from attester.config import Settings
 from attester.service.attestation import Attestation
-from attester.store.schema import tokens
+from attester.store.schema import server_secrets
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
@@ -127,7 +127,7 @@ def test_app_servers_on_one_database_share_the_form_key(settings: Settings) -> N
     engine = create_engine(settings.database_url)
     with engine.connect() as conn:
         count = conn.execute(
-            select(func.count()).where(tokens.c.purpose == "web-form-key")
+            select(func.count()).select_from(server_secrets)
         ).scalar_one()
     engine.dispose()
     assert count == 1

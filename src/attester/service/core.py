@@ -21,6 +21,7 @@ from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery, Que
 from attester.store.db import Database
 from attester.store.keys import ImportResult, KeyStore, OriginKind, StoredCert, StoredUserID
 from attester.store.origins import OriginStore
+from attester.store.secrets import server_secret
 
 Clock = Callable[[], datetime]
 
@@ -191,6 +192,10 @@ class Core:
                 out.append(found[d])
                 size += len(found[d])
         return out
+
+    def server_secret(self, name: str) -> bytes:
+        """An installation-wide secret (made on first use, shared by all app servers)."""
+        return server_secret(self.db, name, self.clock())
 
     def stats(self) -> dict[str, int]:
         return self.store.stats()

@@ -210,3 +210,14 @@ upstream_lookups = Table(
     Column("expires_at", UTCDateTime, nullable=False, index=True),
     Column("found", Boolean, nullable=False),
 )
+
+
+# Installation-wide secrets made once and shared by every app server (e.g. the key that
+# signs web form tokens), so nothing needs configuring and restarts keep them.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+)

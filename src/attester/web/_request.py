@@ -90,7 +90,7 @@ async def _guard(request: Request) -> csrf.FormGuard:
     guard: csrf.FormGuard | None = getattr(state, "web_form_guard", None)
     if guard is None:
         c = core(request)
-        key = await run_in_threadpool(csrf.load_key, c.db, c.clock())
+        key = await run_in_threadpool(c.server_secret, csrf.KEY_NAME)
         guard = csrf.FormGuard(key)
         state.web_form_guard = guard
     return guard

@@ -24,11 +24,10 @@ page, see ``attester.web.links``):
    A user whose address changes between loading and sending the form sees it again with
    a fresh token and a sentence saying why.
 
-The key is 256 random bits made once and kept in the database, so app servers share it
-without configuration and it survives restarts. It lives in the ``tokens`` table under a
-purpose of its own (no link token can have it, ``Purpose`` has no such member), which
-spares a migration for one value. Rotating it is deleting that row and restarting the
-app servers (each keeps the key in memory once read).
+The key is 256 random bits made once and kept in the database (``server_secrets``, name
+``KEY_NAME``), so app servers share it without configuration and it survives restarts.
+Rotating it is deleting that row and restarting the app servers (each keeps the key in
+memory once read).
 
 Links in mails (``/verify/{token}``, ``/manage/{token}``) and the forms on the pages they
 open need no form token: the token in the URL is 192 random bits that only the mail's
@@ -41,47 +40,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, text
 from starlette.requests import Request
 
-from attester.store.db import Database
-from attester.store.schema import tokens
 from attester.web.site import Site
 
 TOKEN_TTL = timedelta(hours=6)
 FIELD = "csrf"  # the form field that carries the token
 
-_KEY_PURPOSE = "web-form-key"
-_NEVER = datetime(9999, 12, 31, tzinfo=UTC)
-_PG_LOCK = 7412396  # advisory lock id: app servers starting together make one key
-
-
-def load_key(db: Database, now: datetime) -> bytes:
-    """The installation's form key, made on first use. The oldest row wins, so servers
-    that raced to make one still agree (PostgreSQL also serialises the first call)."""
-    with db.writer.begin() as conn:
-        if not db.is_sqlite:
-            conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_LOCK})"))
-        oldest = select(tokens.c.token_hash).where(tokens.c.purpose == _KEY_PURPOSE)
-        row = conn.execute(oldest.order_by(tokens.c.id).limit(1)).first()
-        if row is not None:
-            return bytes.fromhex(row[0])
-        key = secrets.token_bytes(32)
-        conn.execute(
-            insert(tokens).values(
-                token_hash=key.hex(),
-                purpose=_KEY_PURPOSE,
-                fingerprint="",
-                email=None,
-                created=now,
-                expires=_NEVER,
-            )
-        )
-        return key
+KEY_NAME = "web-form-key"
 
 
 def _b64(raw: bytes) -> str:

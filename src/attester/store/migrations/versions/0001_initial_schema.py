@@ -5,10 +5,8 @@ Revises:
 Create Date: 2026-11-28 14:07:00.088326
 """
 
-from alembic import op
 import sqlalchemy as sa
-
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
@@ -17,7 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('audit_log',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('at', sa.DateTime(), nullable=False),
@@ -129,7 +127,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    
+
     with op.batch_alter_table('user_ids', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_user_ids_wkd_hash'))
         batch_op.drop_index('ix_user_ids_email_attested')
