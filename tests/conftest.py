@@ -13,11 +13,19 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from attester.config import Settings, load_settings
-from attester.service.attestation import Attestation, mail_settings
+from attester.service.attestation import Attestation
+from attester.service.attestation import mail_settings as mail_settings_of
 from attester.service.core import Core
 from attester.store.db import open_database, upgrade
 from attester.store.schema import metadata
+from tests.support.clock import Clock
 from tests.support.server import LiveServer
+from tests.support.smtp import (  # noqa: F401 - fixtures, imported so pytest registers them
+    LoopbackSMTPServer,
+    smtp_certificate,
+    smtp_server,
+    smtp_server_factory,
+)
 
 PG_ADMIN_URL = os.environ.get(
     "ATTESTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -97,7 +105,31 @@ def core(settings: Settings) -> Iterator[Core]:
 
 @pytest.fixture
 def attestation(core: Core, settings: Settings) -> Attestation:
-    return Attestation(core, mail_settings(settings))
+    return Attestation(core, mail_settings_of(settings))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def mail_settings(settings: Settings, smtp_server: LoopbackSMTPServer) -> Settings:  # noqa: F811
+    """Settings whose mail goes to the loopback SMTP server, delivered promptly."""
+    return settings.model_copy(
+        update={
+            "mail_url": smtp_server.url(),
+            "mail_poll_seconds": 0.1,
+            "mail_retry_base_seconds": 0.3,
+        }
+    )
+
+
+@pytest.fixture
+def live(mail_settings: Settings, clock: Clock) -> Iterator[LiveServer]:
+    """The real app on loopback, mailing to ``smtp_server``, on a clock tests can move."""
+    with LiveServer.start(mail_settings, clock=clock) as server:
+        yield server
 
 
 @pytest.fixture
@@ -106,10 +138,3 @@ def server(settings: Settings) -> Iterator[LiveServer]:
     with LiveServer.start(settings) as live:
         yield live
 
-
-# The loopback SMTP server fixtures (tests/support/smtp.py), for every test package.
-from tests.support.smtp import (  # noqa: E402, F401 - imported so pytest registers them
-    smtp_certificate,
-    smtp_server,
-    smtp_server_factory,
-)

@@ -6,48 +6,19 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from attester.config import Settings
 from attester.openpgp import parse_certificates
+from tests.support.clock import Clock
 from tests.support.flows import link_in, text_of
 from tests.support.keys import TestKey
 from tests.support.oidc_issuer import LocalIssuer
 from tests.support.server import LiveServer
 from tests.support.smtp import LoopbackSMTPServer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def mail_settings(settings: Settings, smtp_server: LoopbackSMTPServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "mail_url": smtp_server.url(),
-            "mail_poll_seconds": 0.1,
-            "mail_retry_base_seconds": 0.3,
-        }
-    )
-
-
-@pytest.fixture
-def live(mail_settings: Settings, clock: Clock) -> Iterator[LiveServer]:
-    with LiveServer.start(mail_settings, clock=clock) as server:
-        yield server
 
 
 def _served_uids(resp: httpx.Response) -> list[str]:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from attester.config import Settings
 from attester.openpgp import armor
 from attester.service.attestation import Attestation
 from tests.support.flows import link_in
@@ -77,17 +76,6 @@ class GnuPG:
                 assert isinstance(uids, list)
                 uids.append(rec[9])
         return keys
-
-
-@pytest.fixture
-def mail_settings(settings: Settings, smtp_server: LoopbackSMTPServer) -> Settings:
-    return settings.model_copy(update={"mail_url": smtp_server.url(), "mail_poll_seconds": 0.1})
-
-
-@pytest.fixture
-def live(mail_settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer.start(mail_settings) as server:
-        yield server
 
 
 @pytest.fixture

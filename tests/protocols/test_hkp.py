@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import struct
 import warnings
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -23,18 +22,11 @@ from attester.protocols.hkp import escape_uid, parse_hashquery
 from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.service.errors import BadRequest
+from tests.support.clock import Clock
 from tests.support.flows import link_in, text_of
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
 from tests.support.smtp import LoopbackSMTPServer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _lookup(live: LiveServer, **params: str) -> httpx.Response:
@@ -382,22 +374,6 @@ def test_hget(server: LiveServer, alice: TestKey, core: Core) -> None:
 
 
 # ---- POST /pks/add
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def mail_settings(settings: Settings, smtp_server: LoopbackSMTPServer) -> Settings:
-    return settings.model_copy(update={"mail_url": smtp_server.url(), "mail_poll_seconds": 0.1})
-
-
-@pytest.fixture
-def live(mail_settings: Settings, clock: Clock) -> Iterator[LiveServer]:
-    with LiveServer.start(mail_settings, clock=clock) as server:
-        yield server
 
 
 def _add(live: LiveServer, keytext: str, *, first: str = "") -> httpx.Response:

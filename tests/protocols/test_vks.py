@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -15,38 +14,13 @@ import pytest
 from attester.config import Settings
 from attester.openpgp import armor, parse_certificates
 from attester.service.attestation import Attestation
+from tests.support.clock import Clock
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
 from tests.support.smtp import LoopbackSMTPServer
 
 V = "/vks/v1"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def live(settings: Settings, smtp_server: LoopbackSMTPServer, clock: Clock) -> Iterator[LiveServer]:
-    s = settings.model_copy(
-        update={
-            "mail_url": smtp_server.url(),
-            "mail_poll_seconds": 0.1,
-            "mail_retry_base_seconds": 0.3,
-        }
-    )
-    with LiveServer.start(s, clock=clock) as server:
-        yield server
 
 
 @pytest.fixture

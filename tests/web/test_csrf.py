@@ -5,7 +5,6 @@ once and shared by every app server on the database."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -24,13 +23,6 @@ CROSS_SITE = [
     {"sec-fetch-site": "same-site"},
     {"origin": "https://evil.example"},
 ]
-
-
-@pytest.fixture
-def live(settings: Settings, smtp_server: LoopbackSMTPServer) -> Iterator[LiveServer]:
-    s = settings.model_copy(update={"mail_url": smtp_server.url(), "mail_poll_seconds": 0.1})
-    with LiveServer.start(s) as server:
-        yield server
 
 
 @pytest.fixture
@@ -126,8 +118,6 @@ def test_app_servers_on_one_database_share_the_form_key(settings: Settings) -> N
         assert r.status_code == 200
     engine = create_engine(settings.database_url)
     with engine.connect() as conn:
-        count = conn.execute(
-            select(func.count()).select_from(server_secrets)
-        ).scalar_one()
+        count = conn.execute(select(func.count()).select_from(server_secrets)).scalar_one()
     engine.dispose()
     assert count == 1

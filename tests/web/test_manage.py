@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
-
-from attester.config import Settings
 from attester.service.attestation import Attestation
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
 from tests.support.smtp import LoopbackSMTPServer
 from tests.web.forms import csrf_token
-
-
-@pytest.fixture
-def live(settings: Settings, smtp_server: LoopbackSMTPServer) -> Iterator[LiveServer]:
-    s = settings.model_copy(update={"mail_url": smtp_server.url(), "mail_poll_seconds": 0.1})
-    with LiveServer.start(s) as server:
-        yield server
 
 
 def test_manage_flow(

@@ -5,37 +5,17 @@ stored."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from attester.config import Settings
 from attester.service.attestation import Attestation
+from tests.support.clock import Clock
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
 from tests.support.smtp import LoopbackSMTPServer
 from tests.web.forms import csrf_token, token_in
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def live(settings: Settings, smtp_server: LoopbackSMTPServer, clock: Clock) -> Iterator[LiveServer]:
-    s = settings.model_copy(update={"mail_url": smtp_server.url(), "mail_poll_seconds": 0.1})
-    with LiveServer.start(s, clock=clock) as server:
-        yield server
 
 
 def _upload(live: LiveServer, keytext: str = "", file: bytes | None = None) -> tuple[int, str]:
