@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.requests import Request
 
@@ -55,3 +56,20 @@ def origin_headers(found: Sequence[StoredCert]) -> dict[str, str]:
             entry += f"; fetched={c.origin.fetched_at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         entries.append(entry)
     return {"X-Attester-Origin": ", ".join(entries)} if entries else {}
+
+
+def path_term(raw: str) -> str:
+    """The search term of ``/pub/{term}``: Starlette has percent-decoded the path once; a
+    client that encoded twice (``%2540``) or whose proxy re-encoded still means ``@``.
+    ``unquote`` never turns ``+`` into a space, which FlowCrypt's contract forbids."""
+    term = raw.strip()
+    if "%" in term:
+        term = unquote(term).strip()
+    return term
+
+
+def wake_mailer(request: Request) -> None:
+    """Queued mail goes out now rather than at the worker's next poll."""
+    worker = getattr(request.app.state, "mail_worker", None)
+    if worker is not None:
+        worker.wake()

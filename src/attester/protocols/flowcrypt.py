@@ -6,8 +6,6 @@ Every answer that is not a key is the JSON error body all FlowCrypt clients unde
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -15,7 +13,13 @@ from starlette.routing import Route
 
 from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
 from attester.openpgp.types import Email, KeyID
-from attester.protocols._http import origin_headers, read_body, read_json
+from attester.protocols._http import (
+    origin_headers,
+    path_term,
+    read_body,
+    read_json,
+    wake_mailer,
+)
 from attester.service.attestation import Attestation, SubmitOutcome
 from attester.service.core import Core
 from attester.service.errors import BadRequest, InvalidQuery, ServiceError
@@ -27,16 +31,6 @@ def error_response(status: int, message: str) -> JSONResponse:
         {"error": {"code": status, "message": message}, "code": status, "message": message},
         status_code=status,
     )
-
-
-def path_term(raw: str) -> str:
-    """The search term of ``/pub/{term}``: Starlette has percent-decoded the path once; a
-    client that encoded twice (``%2540``) or whose proxy re-encoded still means ``@``.
-    ``unquote`` never turns ``+`` into a space, which FlowCrypt's contract forbids."""
-    term = raw.strip()
-    if "%" in term:
-        term = unquote(term).strip()
-    return term
 
 
 async def alive(request: Request) -> Response:
@@ -62,12 +56,6 @@ def _email(raw: str) -> Email:
         raise InvalidQuery(str(e)) from e
 
 
-def _woken(request: Request) -> None:
-    worker = getattr(request.app.state, "mail_worker", None)
-    if worker is not None:
-        worker.wake()
-
-
 async def post_pub(request: Request) -> Response:
     """Submit a key for an address: with an OIDC id token it is published at once, without
     one a confirmation mail goes to the address. The body is always the raw armored key,
@@ -84,7 +72,7 @@ async def post_pub(request: Request) -> Response:
         outcome = await run_in_threadpool(service.submit_for_address, email, data)
     except ServiceError as e:
         return error_response(e.status, e.message)
-    _woken(request)
+    wake_mailer(request)
     text = {
         SubmitOutcome.PUBLISHED: f"Your public key for {email} was updated.",
         SubmitOutcome.MAIL_SENT: f"A confirmation email was sent to {email}. Your key will be "
@@ -120,7 +108,7 @@ async def welcome(request: Request) -> Response:
         sent = await run_in_threadpool(service.welcome, email, data["pubkey"].encode())
     except ServiceError as e:
         return error_response(e.status, e.message)
-    _woken(request)
+    wake_mailer(request)
     return JSONResponse({"sent": sent})
 
 
@@ -136,7 +124,7 @@ async def legacy_submit(request: Request) -> Response:
         return JSONResponse(
             {"saved": False, "attested": False, "error": e.message}, status_code=e.status
         )
-    _woken(request)
+    wake_mailer(request)
     return JSONResponse({"saved": True, "attested": outcome is SubmitOutcome.PUBLISHED})
 
 

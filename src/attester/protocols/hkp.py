@@ -26,7 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from attester import __version__
-from attester.protocols._http import origin_headers, read_body
+from attester.protocols._http import origin_headers, read_body, wake_mailer
 from attester.service.attestation import AddressState, Attestation, KeyringUpload
 from attester.service.core import Core
 from attester.service.errors import BadRequest, InvalidQuery, NotFound, ServiceError, Unsupported
@@ -46,12 +46,6 @@ _MD5_LEN = 16
 
 def error_response(status: int, message: str) -> Response:
     return PlainTextResponse(message + "\n", status_code=status, headers=_CORS)
-
-
-def _woken(request: Request) -> None:
-    worker = getattr(request.app.state, "mail_worker", None)
-    if worker is not None:
-        worker.wake()
 
 
 # ---- GET /pks/lookup
@@ -299,7 +293,7 @@ async def add(request: Request) -> Response:
         )
     except ServiceError as e:
         return error_response(e.status, e.message)
-    _woken(request)
+    wake_mailer(request)
     status = 200 if upload.added else 400
     return PlainTextResponse(add_report(upload, sends_mail), status_code=status, headers=_CORS)
 

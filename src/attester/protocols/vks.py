@@ -23,8 +23,7 @@ from starlette.routing import Route
 
 from attester.openpgp.errors import InvalidEmail
 from attester.openpgp.types import Email, Fingerprint
-from attester.protocols._http import origin_headers, read_json
-from attester.protocols.flowcrypt import path_term
+from attester.protocols._http import origin_headers, path_term, read_json, wake_mailer
 from attester.service.attestation import AddressState, Attestation, Submission
 from attester.service.core import Core
 from attester.service.errors import BadRequest, NotFound, ServiceError
@@ -149,12 +148,6 @@ def _status_body(
     }
 
 
-def _woken(request: Request) -> None:
-    worker = getattr(request.app.state, "mail_worker", None)
-    if worker is not None:
-        worker.wake()
-
-
 async def upload(request: Request) -> Response:
     """One key: merged, an upload token issued, each address's state reported; nothing is
     mailed until the client asks (request-verify). A keyring: every key merged, answered
@@ -202,7 +195,7 @@ async def request_verify(request: Request) -> Response:
         fpr, states = await run_in_threadpool(service.request_verify_with_token, token, emails)
     except ServiceError as e:
         return _error(_vks_status(e), e.message)
-    _woken(request)
+    wake_mailer(request)
     return JSONResponse(_status_body(token, fpr, states))
 
 

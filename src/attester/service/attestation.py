@@ -137,6 +137,15 @@ class Attestation:
         except CertificateError as e:
             raise input_error(e) from e
 
+    def _parse_for(self, email: Email, data: bytes) -> ParsedCert:
+        """A submitted key that must carry a valid, unrevoked user ID with ``email``."""
+        cert = self._parse(data)
+        if email not in _valid_emails(cert):
+            raise BadRequest(
+                f"The key {cert.fingerprint} has no valid, unrevoked user ID with {email}"
+            )
+        return cert
+
     def _link(self, path: str) -> str:
         return f"{self.core.settings.public_url}{path}"
 
@@ -260,11 +269,7 @@ class Attestation:
         """FlowCrypt ``POST /pub/{email}`` without a token: the key must carry the address;
         if this very key is already attested for it the update takes effect at once,
         otherwise a confirmation mail goes out (rate-limited)."""
-        cert = self._parse(data)
-        if email not in _valid_emails(cert):
-            raise BadRequest(
-                f"The key {cert.fingerprint} has no valid, unrevoked user ID with {email}"
-            )
+        cert = self._parse_for(email, data)
         now = self.core.clock()
         with self.store.write() as tx:
             outcome = tx.merge_cert(cert, "upload", now)
@@ -384,11 +389,7 @@ class Attestation:
         return await to_thread.run_sync(self._attest_oidc, identity.email, identity.issuer, data)
 
     def _attest_oidc(self, email: Email, issuer: str, data: bytes) -> Fingerprint:
-        cert = self._parse(data)
-        if email not in _valid_emails(cert):
-            raise BadRequest(
-                f"The key {cert.fingerprint} has no valid, unrevoked user ID with {email}"
-            )
+        cert = self._parse_for(email, data)
         now = self.core.clock()
         with self.store.write() as tx:
             outcome = tx.merge_cert(cert, "upload", now)

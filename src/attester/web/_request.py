@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Match, Mount
 
+from attester.protocols._http import wake_mailer as wake_mailer
 from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.web import apidoc, csrf
@@ -25,13 +26,6 @@ def core(request: Request) -> Core:
 def attestation(request: Request) -> Attestation:
     found: Attestation = request.app.state.attestation
     return found
-
-
-def wake_mailer(request: Request) -> None:
-    """Queued mail goes out now rather than at the worker's next poll."""
-    worker = getattr(request.app.state, "mail_worker", None)
-    if worker is not None:
-        worker.wake()
 
 
 def sentence(message: str) -> str:
