@@ -13,6 +13,9 @@ import pytest
 
 from attester.config import Settings
 from attester.openpgp import parse_certificates
+from attester.service.attestation import Attestation
+from attester.service.attestation import mail_settings as mail_settings_of
+from attester.service.core import Core
 from tests.support.clock import Clock
 from tests.support.flows import link_in, text_of
 from tests.support.keys import TestKey
@@ -383,3 +386,20 @@ def test_legacy_submit_and_lookup(live: LiveServer, smtp_server: LoopbackSMTPSer
         "/initial/legacy_submit", json={"email": "nope@example.org", "pubkey": key.armored}
     )
     assert r.status_code == 400 and r.json()["saved"] is False and r.json()["error"]
+
+
+def test_confirming_after_the_user_id_was_revoked_publishes_nothing(
+    live: LiveServer, smtp_server: LoopbackSMTPServer, core: Core
+) -> None:
+    """The address is published only if the key still carries a valid, unrevoked user ID
+    with it when the link is confirmed."""
+    key = TestKey.generate("Quinn <quinn@example.org>").with_user_id("Quinn <q@old.example>")
+    assert "was sent" in live.client.post("/pub/q@old.example", content=key.armored).text
+    link = link_in(smtp_server.wait_for(1)[0])
+    revoked = key.public + key.user_id_revocation("Quinn <q@old.example>")
+    attestation = Attestation(core, mail_settings_of(live.settings))
+    attestation.submit(revoked)  # the owner uploads the revocation meanwhile
+    r = _confirm(live, link)
+    assert r.status_code == 409
+    assert live.client.get("/pub/q@old.example").status_code == 404
+    assert _served_uids(live.client.get(f"/pub/{key.fingerprint}")) == []
