@@ -22,6 +22,7 @@ from attester.protocols.hkp import escape_uid, parse_hashquery
 from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.service.errors import BadRequest
+from tests.support import hashquery
 from tests.support.clock import Clock
 from tests.support.flows import link_in, text_of
 from tests.support.keys import TestKey
@@ -536,26 +537,6 @@ def test_add_too_large(live: LiveServer, settings: Settings) -> None:
 # ---- POST /pks/hashquery
 
 
-def _hashquery_request(digests: list[str]) -> bytes:
-    out = [struct.pack(">I", len(digests))]
-    for d in digests:
-        raw = bytes.fromhex(d)
-        out += [struct.pack(">I", len(raw)), raw]
-    return b"".join(out)
-
-
-def parse_hashquery_response(body: bytes) -> list[bytes]:
-    """The SKS response framing: count, then count times (len, key bytes), then CRLF."""
-    (count,) = struct.unpack_from(">I", body)
-    pos, keys = 4, []
-    for _ in range(count):
-        (n,) = struct.unpack_from(">I", body, pos)
-        keys.append(body[pos + 4 : pos + 4 + n])
-        pos += 4 + n
-    assert body[pos:] == b"\r\n"
-    return keys
-
-
 def test_hashquery(server: LiveServer, attestation: Attestation, core: Core) -> None:
     a = TestKey.generate("Jan <jan@example.org>").with_user_id("Jan <jan@unverified.example>")
     b = TestKey.generate("Kim <kim@example.org>")
@@ -566,11 +547,11 @@ def test_hashquery(server: LiveServer, attestation: Attestation, core: Core) -> 
     unknown = "00" * 16
     r = server.client.post(
         "/pks/hashquery",
-        content=_hashquery_request([digests[1], unknown, digests[0], digests[1]]),
+        content=hashquery.request([digests[1], unknown, digests[0], digests[1]]),
     )
     assert r.status_code == 200
     assert r.headers["content-type"] == "pgp/keys"
-    keys = parse_hashquery_response(r.content)
+    keys = hashquery.response_keys(r.content)
     # Request order, unknown left out, duplicates once; the full stored bytes (sync peers
     # need every packet to arrive at the same digest).
     assert keys == [stored[b.fingerprint], stored[a.fingerprint]]
@@ -578,7 +559,7 @@ def test_hashquery(server: LiveServer, attestation: Attestation, core: Core) -> 
     assert "jan@unverified.example" in {
         u.email.address for u in parse_certificates(keys[1])[0].user_ids if u.email
     }
-    empty = server.client.post("/pks/hashquery", content=_hashquery_request([]))
+    empty = server.client.post("/pks/hashquery", content=hashquery.request([]))
     assert empty.content == b"\x00\x00\x00\x00\r\n"
 
 
@@ -587,11 +568,11 @@ def test_hashquery_only_for_sync_peers(settings: Settings) -> None:
     peer gets 403, whatever it asks."""
     s = settings.model_copy(update={"sync_peers": ("192.0.2.1",)})
     with LiveServer.start(s) as live:
-        r = live.client.post("/pks/hashquery", content=_hashquery_request(["00" * 16]))
+        r = live.client.post("/pks/hashquery", content=hashquery.request(["00" * 16]))
         assert r.status_code == 403 and "sync peers" in r.text
     s = settings.model_copy(update={"sync_peers": ("*",)})
     with LiveServer.start(s) as live:
-        r = live.client.post("/pks/hashquery", content=_hashquery_request([]))
+        r = live.client.post("/pks/hashquery", content=hashquery.request([]))
         assert r.status_code == 200
 
 
@@ -613,7 +594,7 @@ def test_hashquery_malformed(server: LiveServer, body: bytes) -> None:
 
 
 def test_parse_hashquery_ignores_trailing_bytes() -> None:
-    body = _hashquery_request(["ab" * 16]) + b"\r\n"
+    body = hashquery.request(["ab" * 16]) + b"\r\n"
     assert parse_hashquery(body) == ["ab" * 16]
     with pytest.raises(BadRequest):
         parse_hashquery(struct.pack(">I", 1) + struct.pack(">I", 16))

@@ -14,7 +14,6 @@ The same keys go into Attester, and then:
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 import tempfile
 import time
@@ -39,6 +38,7 @@ from attester.openpgp._signature import signature_fields
 from attester.openpgp.types import Fingerprint
 from attester.service.attestation import Attestation
 from attester.service.core import Core
+from tests.support import hashquery
 from tests.support.server import LiveServer
 from tests.support.smtp import free_port
 
@@ -236,24 +236,6 @@ def test_attester_digests_match_sks(attestation: Attestation, core: Core, sks: S
     assert len(result.same) >= len(fprs) - len(KNOWN_DIFFERENT) > 200
 
 
-def _hashquery(digests: list[str]) -> bytes:
-    return struct.pack(">I", len(digests)) + b"".join(
-        struct.pack(">I", 16) + bytes.fromhex(d) for d in digests
-    )
-
-
-def _frames(body: bytes) -> list[bytes]:
-    """count, then count times (len, key), then CRLF: the framing SKS writes."""
-    (count,) = struct.unpack_from(">I", body)
-    pos, keys = 4, []
-    for _ in range(count):
-        (n,) = struct.unpack_from(">I", body, pos)
-        keys.append(body[pos + 4 : pos + 4 + n])
-        pos += 4 + n
-    assert body[pos:] == b"\r\n", body[pos : pos + 16]
-    return keys
-
-
 def test_hashquery_like_sks(
     server: LiveServer, attestation: Attestation, core: Core, sks: SKSServer
 ) -> None:
@@ -263,7 +245,7 @@ def test_hashquery_like_sks(
     ][:8]
     same = list(_compare(core, sks, _import(attestation, keys)).same.values())
     assert len(same) == 8
-    request = _hashquery([*same, "00" * 16])
+    request = hashquery.request([*same, "00" * 16])
     answers = {
         "sks": sks.client.post("/pks/hashquery", content=request),
         "attester": server.client.post("/pks/hashquery", content=request),
@@ -272,7 +254,7 @@ def test_hashquery_like_sks(
     for name, r in answers.items():
         assert r.status_code == 200, (name, r.text)
         assert r.headers["content-type"] == "pgp/keys", name
-        keys = _frames(r.content)
+        keys = hashquery.response_keys(r.content)
         assert len(keys) == len(same), name  # the unknown digest is left out silently
         assert {sks_digest(k) for k in keys} == set(same), name
         found[name] = {str(c.fingerprint) for k in keys for c in parse_certificates(k)}
