@@ -4,11 +4,11 @@ path prefix, the core built once in the lifespan and shared through ``app.state`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import anyio
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -70,6 +70,29 @@ async def _metrics(request: Request) -> Response:
     return Response(generate_latest(federation.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def _background(
+    loop: Callable[[], Awaitable[None]], name: str
+) -> tuple[asyncio.Task[None], anyio.CancelScope]:
+    """Run ``loop`` in its own task; stop it with ``scope.cancel()``, then ``await task``.
+
+    The loops do their database work in threads (``anyio.to_thread.run_sync``), each call
+    holding a pooled connection. A plain ``task.cancel()`` abandons such a call: the task
+    ends at once while the thread goes on, so ``db.dispose()`` below ran while the thread
+    still had its connection checked out (dispose closes only checked-in ones). The thread
+    then checked it into the disposed pool, where nothing closes it, and the garbage
+    collector later finalised it with psycopg's "connection deleted while still open"
+    ResourceWarning. Cancelling through an anyio cancel scope instead waits for a running
+    thread call to return (``run_sync`` shields it), then cancels at the next await.
+    """
+    scope = anyio.CancelScope()
+
+    async def run() -> None:
+        with scope:
+            await loop()
+
+    return asyncio.create_task(run(), name=name), scope
+
+
 def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -102,21 +125,18 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
             app.state.attestation = Attestation(core, mail, oidc)
             app.state.mail_worker = worker
             app.state.federation = federation
-            task = asyncio.create_task(worker.run_forever(), name="outbox-worker")
-            mirrors = None
+            loops = [_background(worker.run_forever, "outbox-worker")]
             if federation.mirrors is not None:
-                mirrors = asyncio.create_task(federation.mirrors.run_forever(), name="mirrors")
+                loops.append(_background(federation.mirrors.run_forever, "mirrors"))
             try:
                 yield
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                if mirrors is not None and federation.mirrors is not None:
-                    federation.mirrors.stop()
-                    mirrors.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await mirrors
+                if federation.mirrors is not None:
+                    federation.mirrors.stop()  # a running round ends after its current key
+                for _, scope in loops:
+                    scope.cancel()
+                for task, _ in loops:
+                    await task  # no thread of theirs uses the database after this
                 federation.close()
                 db.dispose()
 

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from anyio import to_thread
+
 from attester.config import Settings
 from attester.federation.errors import CircuitOpen, UpstreamError
 from attester.federation.metrics import Metrics
@@ -149,7 +151,10 @@ class Mirrors:
     async def run_forever(self) -> None:
         while not self._stop.is_set():
             try:
-                await asyncio.to_thread(self.run_once)
+                # anyio's run_sync, not asyncio.to_thread: cancelled through an anyio
+                # cancel scope (app.py) it waits for the round's thread instead of
+                # abandoning it with a database connection checked out.
+                await to_thread.run_sync(self.run_once)
             except Exception:  # a bad round must not end mirroring for good
                 log.exception("pull mirroring round failed")
             await asyncio.sleep(self.tick_seconds)
