@@ -11,13 +11,13 @@ from markupsafe import Markup
 from starlette.requests import Request
 
 from attester.config import load_settings
+from attester.http.negotiate import prefers_html, quality
+from attester.http.render import inert
+from attester.http.site import AA, TINTED, WHITE, Site, contrast, darkened, text_on
 from attester.web import apidoc
 from attester.web._request import duration, sentence
 from attester.web.about import paragraphs
 from attester.web.csrf import TOKEN_TTL, FormGuard, cross_site
-from attester.web.negotiate import prefers_html, quality
-from attester.web.render import inert
-from attester.web.site import AA, TINTED, WHITE, Site, contrast, darkened, text_on
 
 CHROME = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
 

@@ -11,15 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from attester.http.body import read_body, read_json
+from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
 from attester.openpgp.types import Email, KeyID
-from attester.protocols._http import (
-    origin_headers,
-    path_term,
-    read_body,
-    read_json,
-    wake_mailer,
-)
+from attester.protocols._http import origin_headers, path_term
 from attester.service.attestation import Attestation, SubmitOutcome
 from attester.service.core import Core
 from attester.service.errors import BadRequest, InvalidQuery, ServiceError

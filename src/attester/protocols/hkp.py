@@ -26,13 +26,15 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from attester import __version__
-from attester.protocols._http import origin_headers, read_body, wake_mailer
+from attester.http.body import read_body
+from attester.http.render import page
+from attester.http.state import wake_mailer
+from attester.protocols._http import origin_headers
 from attester.service.attestation import AddressState, Attestation, KeyringUpload
 from attester.service.core import Core
 from attester.service.errors import BadRequest, InvalidQuery, NotFound, ServiceError, Unsupported
 from attester.service.query import Query, TextQuery, parse_query
 from attester.store.keys import StoredCert, StoredUserID
-from attester.web.pages import page
 
 _OPS = frozenset({"get", "index", "vindex", "stats", "hget"})
 _DIGEST = re.compile(r"^[0-9a-fA-F]{32}$")

@@ -21,9 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from attester.http.body import read_json
+from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail
 from attester.openpgp.types import Email, Fingerprint
-from attester.protocols._http import origin_headers, path_term, read_json, wake_mailer
+from attester.protocols._http import origin_headers, path_term
 from attester.service.attestation import AddressState, Attestation, Submission
 from attester.service.core import Core
 from attester.service.errors import BadRequest, NotFound, ServiceError

@@ -1,5 +1,5 @@
-"""What every page handler needs from a request: the services, bounded form reading, the
-CSRF checks of ``attester.web.csrf``, and which protocols this app serves."""
+"""What page handlers share beyond ``attester.http``: sentences, form tokens (the
+CSRF checks of ``attester.web.csrf``), and which protocols this app serves."""
 
 from __future__ import annotations
 
@@ -11,21 +11,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Match, Mount
 
-from attester.protocols._http import wake_mailer as wake_mailer
-from attester.service.attestation import Attestation
-from attester.service.core import Core
+from attester.http.render import error_page, site_of
+from attester.http.state import core
 from attester.web import apidoc, csrf
-from attester.web.render import error_page, site_of
-
-
-def core(request: Request) -> Core:
-    found: Core = request.app.state.core
-    return found
-
-
-def attestation(request: Request) -> Attestation:
-    found: Attestation = request.app.state.attestation
-    return found
 
 
 def sentence(message: str) -> str:
@@ -46,37 +34,7 @@ def duration(seconds: int) -> str:
     return f"{seconds} seconds"
 
 
-# ---- forms
-
-
-class FormTooLarge(Exception):
-    pass
-
-
-async def read_form(
-    request: Request, limit: int, max_fields: int = 8, max_files: int = 0
-) -> FormData:
-    """The request's form, refused past ``limit`` bytes while it arrives: Starlette bounds
-    form fields but not file parts, so the body is counted here first, whatever
-    Content-Length claims. Raises ``FormTooLarge`` or Starlette's ``MultiPartException``
-    (also for files beyond ``max_files``; a caller that allows files closes the form)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise FormTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise FormTooLarge
-        chunks.append(chunk)
-    body = b"".join(chunks)
-
-    async def replay() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    buffered = Request(request.scope, replay)
-    return await buffered.form(max_files=max_files, max_fields=max_fields, max_part_size=limit)
+# ---- form tokens
 
 
 async def _guard(request: Request) -> csrf.FormGuard:

@@ -9,9 +9,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from attester.http.render import error_page, page, site_of
+from attester.http.state import core
 from attester.web import apidoc
-from attester.web._request import core, duration, served_protocols
-from attester.web.render import error_page, page, site_of
+from attester.web._request import duration, served_protocols
 
 _LINKABLE = re.compile(r"https?://[^\s<>\"']+|[^\s<>\"'@()]+@[^\s<>\"'@()]+\.[A-Za-z]{2,}")
 

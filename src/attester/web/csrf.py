@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 
 from starlette.requests import Request
 
-from attester.web.site import Site
+from attester.http.site import Site
 
 TOKEN_TTL = timedelta(hours=6)
 FIELD = "csrf"  # the form field that carries the token

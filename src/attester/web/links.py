@@ -18,19 +18,18 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from attester.http.body import read_form
+from attester.http.render import error_page, page
+from attester.http.state import attestation, wake_mailer
 from attester.openpgp.errors import InvalidEmail
 from attester.openpgp.types import Email
+from attester.service.errors import PayloadTooLarge
 from attester.web._request import (
-    FormTooLarge,
-    attestation,
     form_token,
     form_token_valid,
-    read_form,
     refuse_cross_site,
     sentence,
-    wake_mailer,
 )
-from attester.web.render import error_page, page
 
 _SMALL_FORM = 8 * 1024
 
@@ -124,7 +123,7 @@ async def manage_request(request: Request) -> Response:
         return refused
     try:
         form = await read_form(request, _SMALL_FORM)
-    except (FormTooLarge, MultiPartException):
+    except (PayloadTooLarge, MultiPartException):
         return await _manage_form(request, 400, error="The form could not be read.")
     raw = str(form.get("email", "")).strip()[:300]
     if not await form_token_valid(request, "manage", form):
@@ -155,7 +154,7 @@ async def manage_unpublish(request: Request) -> Response:
     try:
         form = await read_form(request, _SMALL_FORM)
         email = Email.parse(str(form.get("email", "")))
-    except (FormTooLarge, MultiPartException):
+    except (PayloadTooLarge, MultiPartException):
         return error_page(request, 400, "The form could not be read.")
     except InvalidEmail as e:
         return page(request, "message.html", 400, heading="Bad request", message=str(e))

@@ -6,12 +6,15 @@ answers (a page in the site's style for browsers, the JSON body for everyone els
     upload.py   /upload  /upload/verify
     links.py    /verify/{token}  /manage  /manage/{token}  (pages that mail links open)
     about.py    /about  /brand/logo
-    render.py   templates, security headers, /static/{name}
     csrf.py     how a POST proves it came from our own page
+
+Templates, security headers and ``/static/{name}`` are ``attester.http.render``: the HKP
+index is drawn in the same frame.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
@@ -19,11 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from attester.http.negotiate import prefers_html
+from attester.http.render import SECURITY_HEADERS, error_page, page, serve_asset
 from attester.web import about, links, search, upload
-from attester.web.negotiate import prefers_html
-from attester.web.render import SECURITY_HEADERS, error_page, page, serve_asset
 
 __all__ = ["SECURITY_HEADERS", "browser_or", "html_or", "page", "routes"]
+
+log = logging.getLogger("attester.web")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -56,7 +61,9 @@ def html_or(handler: ExceptionHandler) -> ExceptionHandler:
         try:
             html = error_page(request, response.status_code)
         except Exception:
-            return response  # the error page must never fail the error path
+            # The error page must never fail the error path: the API answer stands.
+            log.exception("the error page for status %d could not be drawn", response.status_code)
+            return response
         if isinstance(exc, HTTPException) and exc.headers:
             html.headers.update(exc.headers)
         html.headers["Vary"] = "Accept"

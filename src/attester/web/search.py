@@ -12,6 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from attester.http.render import error_page, page, site_of
+from attester.http.state import core
 from attester.openpgp.errors import InvalidIdentifier
 from attester.openpgp.types import Fingerprint
 from attester.service.errors import BadRequest, NotFound, Unsupported
@@ -25,8 +27,7 @@ from attester.service.query import (
 )
 from attester.store.keys import AttestedBy, StoredCert, StoredUserID
 from attester.web import apidoc
-from attester.web._request import core, sentence, served_protocols
-from attester.web.render import error_page, page, site_of
+from attester.web._request import sentence, served_protocols
 
 _MAX_QUERY = 512
 

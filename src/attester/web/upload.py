@@ -13,24 +13,21 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from attester.http.body import read_form
+from attester.http.render import error_page, page
+from attester.http.state import attestation, core, wake_mailer
 from attester.openpgp.errors import InvalidEmail, SecretKeyMaterial
 from attester.openpgp.types import Email, Fingerprint
 from attester.service.attestation import AddressState
 from attester.service.errors import BadRequest, Gone, PayloadTooLarge
 from attester.service.query import FingerprintQuery
 from attester.web._request import (
-    FormTooLarge,
-    attestation,
-    core,
     duration,
     form_token,
     form_token_valid,
-    read_form,
     refuse_cross_site,
     sentence,
-    wake_mailer,
 )
-from attester.web.render import error_page, page
 from attester.web.search import key_views
 
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields
@@ -84,7 +81,7 @@ async def upload_submit(request: Request) -> Response:
     try:
         # A pasted key and a file may both come; each is bounded by the service again.
         form = await read_form(request, 2 * limit + _FORM_OVERHEAD, max_fields=4, max_files=1)
-    except FormTooLarge:
+    except PayloadTooLarge:
         return await _form_page(
             request, 413, error=f"The upload is larger than the limit of {limit} bytes."
         )
@@ -167,7 +164,7 @@ async def upload_verify(request: Request) -> Response:
         return refused
     try:
         form = await read_form(request, 8 * 1024)
-    except (FormTooLarge, MultiPartException):
+    except (PayloadTooLarge, MultiPartException):
         return error_page(request, 400, "The form could not be read.")
     token = str(form.get("token", ""))
     service = attestation(request)

@@ -20,7 +20,7 @@ from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from attester.web.site import Site
+from attester.http.site import Site
 
 _HERE = Path(__file__).parent
 
