@@ -14,7 +14,6 @@ from sqlalchemy import create_engine, text
 
 from attester.config import Settings, load_settings
 from attester.service.attestation import Attestation
-from attester.service.attestation import mail_settings as mail_settings_of
 from attester.service.core import Core
 from attester.store.db import open_database, upgrade
 from attester.store.schema import metadata
@@ -105,7 +104,7 @@ def core(settings: Settings) -> Iterator[Core]:
 
 @pytest.fixture
 def attestation(core: Core, settings: Settings) -> Attestation:
-    return Attestation(core, mail_settings_of(settings))
+    return Attestation.build(core)
 
 
 @pytest.fixture

@@ -89,6 +89,7 @@ def serve(
             port=settings.port,
             log_level=settings.log_level,
             proxy_headers=True,
+            forwarded_allow_ips=list(settings.forwarded_allow_ips),
             server_header=False,
         )
     )
@@ -138,7 +139,6 @@ def import_(
     print a summary. A rerun skips what is already stored unchanged, so an interrupted
     import resumes."""
     from attester.federation import DumpImporter, DumpSummary, DumpUnreadable
-    from attester.service.attestation import Attestation, mail_settings
     from attester.service.core import Core
     from attester.service.errors import ServiceError
     from attester.store.db import open_database, upgrade
@@ -156,7 +156,7 @@ def import_(
     db = open_database(settings.database_url)
     upgrade(db)
     importer = DumpImporter(
-        Attestation(Core(settings, db), mail_settings(settings)),
+        Core(settings, db),
         mirror=mirror,
         attest_emails=attest_emails,
         domains=domain,
@@ -310,6 +310,7 @@ def mirror_refresh(
     from attester.federation import Federation
     from attester.openpgp.errors import InvalidIdentifier
     from attester.openpgp.types import Fingerprint
+    from attester.service.core import Core
     from attester.store.db import open_database, upgrade
 
     settings = _settings(config)
@@ -323,7 +324,7 @@ def mirror_refresh(
         raise typer.Exit(2) from e
     db = open_database(settings.database_url)
     upgrade(db)
-    federation = Federation(settings, db)
+    federation = Federation(settings, Core(settings, db))
     try:
         mirror = federation.mirror(name)
         summary = mirror.refresh([*seeds, *(f for f in mirror.due(limit) if f not in seeds)])

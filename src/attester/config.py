@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from attester.openpgp.model import Limits
@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     base_url: str = ""  # public URL used in links; empty: http://{host}:{port}{path_prefix}
     path_prefix: str = ""  # e.g. "/attester": every route is served below it
     cors_origins: tuple[str, ...] = ("*",)
+    # Clients whose X-Forwarded-For/-Proto headers are believed (the reverse proxy); "*"
+    # trusts everyone, which is only right when nothing but the proxy can reach us.
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Blocking work (database, OpenPGP parsing) runs in at most this many threads.
+    threads: int = Field(40, ge=1, le=1000)
+    # What a 503 (database unavailable) tells clients to wait before retrying.
+    retry_after_seconds: int = Field(5, ge=1, le=3600)
 
     # --- storage
     database_url: str = "sqlite:///var/attester.db"
@@ -100,6 +107,8 @@ class Settings(BaseSettings):
     mail_poll_seconds: float = Field(1.0, gt=0)
     mail_retry_base_seconds: float = Field(30.0, gt=0)
     mail_max_attempts: int = Field(10, ge=1)
+    mail_retry_max_seconds: float = Field(6 * 3600.0, gt=0)  # backoff grows up to this
+    mail_lease_seconds: float = Field(300.0, gt=0)  # a claimed mail is one worker's this long
 
     # --- OpenPGP input limits
     max_input_bytes: int = Field(1024 * 1024, ge=1024)
@@ -114,12 +123,12 @@ class Settings(BaseSettings):
     upload_token_seconds: int = Field(3600, ge=60)
     mail_rate_window_seconds: int = Field(3600, ge=0)
     multiple_keys_per_address: bool = False
-    token_secret: SecretStr | None = None  # reserved for signed tokens; tokens are random today
 
     # --- OIDC
     oidc_issuers: tuple[str, ...] = ()
     oidc_audiences: tuple[str, ...] = ()
     oidc_leeway_seconds: int = Field(60, ge=0, le=600)
+    oidc_jwks_cache_seconds: int = Field(3600, ge=60)  # issuer keys are fetched again after
 
     # --- protocols
     hkp_text_search: bool = True
@@ -131,6 +140,11 @@ class Settings(BaseSettings):
     # /pks/hashquery serves full stored certificates, unverified user IDs included (sync
     # peers need every packet to reach the same digest), so only these clients may ask.
     sync_peers: tuple[str, ...] = ("127.0.0.1", "::1")
+    # A hashquery answer is built in memory; past this many bytes of certificates the rest
+    # is left out, as unknown hashes are, and the peer asks again in its next round.
+    hashquery_max_bytes: int = Field(32 * 1024 * 1024, ge=1024 * 1024)
+    # Web forms: how long a page's form token stays valid.
+    csrf_token_seconds: int = Field(6 * 3600, ge=300)
 
     # --- federation (docs/federation.md): nothing leaves the server unless configured
     upstreams: tuple[Upstream, ...] = ()
@@ -141,6 +155,9 @@ class Settings(BaseSettings):
     upstream_deny_domains: tuple[str, ...] = ()
     upstream_breaker_failures: int = Field(5, ge=1)
     upstream_breaker_reset_seconds: float = Field(30.0, gt=0)
+    upstream_concurrency: int = Field(16, ge=1, le=1024)  # upstream requests at once
+    upstream_max_connections: int = Field(64, ge=1)  # HTTP connections to all upstreams
+    upstream_keepalive_connections: int = Field(16, ge=0)  # of those, kept open when idle
     metrics_enabled: bool = True
 
     # --- logging

@@ -113,7 +113,7 @@ def test_forged_cross_site_posts_are_refused(
     smtp_server: LoopbackSMTPServer,
 ) -> None:
     published = TestKey.generate("Ann <ann@example.org>")
-    attestation.import_keyring(published.public, attest_emails=True)
+    attestation.imports.keyring(published.public, attest_emails=True)
     other_origin = f"http://127.0.0.1:{attacker.server_address[1]}/"
     seen = contexts()
     page = seen.page

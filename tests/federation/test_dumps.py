@@ -26,7 +26,7 @@ from attester.openpgp import Limits, parse_certificates
 from attester.openpgp._packets import PUBLIC_KEY, USER_ATTRIBUTE, encode_packet, split_packets
 from attester.service.attestation import Attestation
 from attester.store.db import normalise_url
-from attester.store.origins import ExportSelection, OriginStore
+from attester.store.origins import ExportSelection
 from tests.federation.peers import sks_build, sks_dump, sks_serving
 from tests.support.keys import TestKey
 
@@ -219,7 +219,7 @@ def test_directory_import_of_a_dump_attests_through_the_service(
     keys = [TestKey.generate(f"U{i} <u{i}@corp.example>") for i in range(5)]
     dump = io.BytesIO(gzip.compress(b"".join(k.public for k in keys)))
     summary = DumpImporter(
-        attestation, attest_emails=True, domains=["corp.example"], batch_size=2
+        attestation.core, attest_emails=True, domains=["corp.example"], batch_size=2
     ).load(dump)
     assert (summary.new, summary.attested) == (5, 5)
 
@@ -233,15 +233,19 @@ def _seed(attestation: Attestation) -> dict[str, TestKey]:
         "uploaded": TestKey.generate("U <u@example.org>"),
         "mirrored": TestKey.generate("M <m@example.org>"),
     }
-    attestation.import_keyring(keys["attested"].public, attest_emails=True, domains=["example.org"])
-    attestation.import_keyring(keys["uploaded"].public)
-    DumpImporter(attestation, mirror="keys.openpgp.org").load(io.BytesIO(keys["mirrored"].public))
+    attestation.imports.keyring(
+        keys["attested"].public, attest_emails=True, domains=["example.org"]
+    )
+    attestation.imports.keyring(keys["uploaded"].public)
+    DumpImporter(attestation.core, mirror="keys.openpgp.org").load(
+        io.BytesIO(keys["mirrored"].public)
+    )
     return keys
 
 
 def test_export_selects_shards_and_reduces(attestation: Attestation, tmp_path: Path) -> None:
     keys = _seed(attestation)
-    origins = OriginStore(attestation.core.db)
+    origins = attestation.core.origins
 
     def fprs(files: list[Path]) -> list[str]:
         out = []
@@ -303,9 +307,9 @@ def test_sks_built_from_our_export_holds_the_same_keys(
     settings: Settings, attestation: Attestation, tmp_path: Path
 ) -> None:
     with DEBIAN.open("rb") as f:
-        loaded = DumpImporter(attestation, mirror="debian").load(f)
+        loaded = DumpImporter(attestation.core, mirror="debian").load(f)
     assert loaded.new == DEBIAN_KEYS
-    exported = export_dump(OriginStore(attestation.core.db), tmp_path / "export", shard_size=300)
+    exported = export_dump(attestation.core.origins, tmp_path / "export", shard_size=300)
     assert len(exported.files) == 4 and exported.keys == DEBIAN_KEYS
     base, port = sks_build(exported.files)
     try:

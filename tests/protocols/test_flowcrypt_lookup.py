@@ -20,7 +20,7 @@ def _error(resp_json: dict[str, object], code: int) -> None:
 @pytest.fixture
 def alice(attestation: Attestation) -> TestKey:
     key = TestKey.generate("Alice <alice+pgp@example.org>").with_user_id("Alice <a@hidden.example>")
-    summary = attestation.import_keyring(key.public, attest_emails=True, domains=["example.org"])
+    summary = attestation.imports.keyring(key.public, attest_emails=True, domains=["example.org"])
     assert summary.new == 1 and summary.attested == 1
     return key
 
@@ -95,7 +95,7 @@ def test_subkey_ids_find_the_certificate(server: LiveServer, alice: TestKey) -> 
 
 def test_identity_free_when_nothing_attested(server: LiveServer, attestation: Attestation) -> None:
     key = TestKey.generate("Nobody <nobody@example.org>")
-    attestation.import_keyring(key.public)
+    attestation.imports.keyring(key.public)
     assert server.client.get("/pub/nobody@example.org").status_code == 404
     r = server.client.get(f"/pub/{key.fingerprint}")
     assert r.status_code == 200

@@ -14,7 +14,6 @@ import pytest
 from attester.config import Settings
 from attester.openpgp import parse_certificates
 from attester.service.attestation import Attestation
-from attester.service.attestation import mail_settings as mail_settings_of
 from attester.service.core import Core
 from tests.support.clock import Clock
 from tests.support.flows import link_in, text_of
@@ -397,8 +396,8 @@ def test_confirming_after_the_user_id_was_revoked_publishes_nothing(
     assert "was sent" in live.client.post("/pub/q@old.example", content=key.armored).text
     link = link_in(smtp_server.wait_for(1)[0])
     revoked = key.public + key.user_id_revocation("Quinn <q@old.example>")
-    attestation = Attestation(core, mail_settings_of(live.settings))
-    attestation.submit(revoked)  # the owner uploads the revocation meanwhile
+    attestation = Attestation.build(core)
+    attestation.submit.submit(revoked)  # the owner uploads the revocation meanwhile
     r = _confirm(live, link)
     assert r.status_code == 409
     assert live.client.get("/pub/q@old.example").status_code == 404

@@ -35,7 +35,7 @@ def _lookup(live: LiveServer, **params: str) -> httpx.Response:
 
 
 def _publish(attestation: Attestation, key: TestKey, *domains: str) -> None:
-    summary = attestation.import_keyring(
+    summary = attestation.imports.keyring(
         key.public, attest_emails=True, domains=list(domains) or None
     )
     assert summary.rejected == 0 and summary.attested >= 1
@@ -131,7 +131,7 @@ def core_import(core: Core, key: TestKey) -> None:
     """Store a key without attesting anything (as an HKP upload without verification)."""
     with core.store.write() as tx:
         [cert] = parse_certificates(key.public)
-        tx.merge_cert(cert, "test", datetime.now(UTC))
+        core.ingest.merge(tx, cert, "test", datetime.now(UTC))
 
 
 def test_v6_fingerprint(server: LiveServer, attestation: Attestation) -> None:
@@ -253,7 +253,7 @@ def test_flags_revoked_and_expired(
     core_import(core, revoked)
     with core.store.write() as tx:
         [cert] = parse_certificates(revoked.revoked_public())
-        tx.merge_cert(cert, "test", datetime.now(UTC))
+        core.ingest.merge(tx, cert, "test", datetime.now(UTC))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         tsk = Tsk.generate(user_ids=["Exp <exp@example.org>"], validity_seconds=3600)

@@ -185,7 +185,7 @@ class Comparison:
 def _import(attestation: Attestation, keys: list[bytes]) -> list[str]:
     """Keys into Attester, one upload each (as a sync peer would); their fingerprints."""
     for data in keys:
-        summary = attestation.import_keyring(data, source="sks-test")
+        summary = attestation.imports.keyring(data, source="sks-test")
         assert summary.rejected == 0, summary.reasons
     return [fingerprint_of(split_packets(data)[0].body).hex for data in keys]
 

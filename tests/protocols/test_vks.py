@@ -27,7 +27,7 @@ V = "/vks/v1"
 def alice(attestation: Attestation) -> TestKey:
     """Two user IDs, only the example.org one attested."""
     key = TestKey.generate("Alice <alice+pgp@example.org>").with_user_id("Alice <a@hidden.example>")
-    summary = attestation.import_keyring(key.public, attest_emails=True, domains=["example.org"])
+    summary = attestation.imports.keyring(key.public, attest_emails=True, domains=["example.org"])
     assert summary.attested == 1
     return key
 
@@ -103,7 +103,7 @@ def test_identity_free_without_attested_address(
     server: LiveServer, attestation: Attestation
 ) -> None:
     key = TestKey.generate("Nobody <nobody@example.org>")
-    attestation.import_keyring(key.public)
+    attestation.imports.keyring(key.public)
     r = server.client.get(f"{V}/by-fingerprint/{key.fingerprint}")
     _is_key(r, key)
     assert _uids(r) == []
@@ -159,9 +159,9 @@ def test_revoked_key_stays_retrievable_by_fingerprint(
     server: LiveServer, attestation: Attestation
 ) -> None:
     key = TestKey.generate("Rev <rev@example.org>")
-    attestation.import_keyring(key.public, attest_emails=True)
+    attestation.imports.keyring(key.public, attest_emails=True)
     assert server.client.get(f"{V}/by-email/rev@example.org").status_code == 200
-    attestation.import_keyring(key.revoked_public())
+    attestation.imports.keyring(key.revoked_public())
     assert server.client.get(f"{V}/by-email/rev@example.org").status_code == 404
     r = server.client.get(f"{V}/by-fingerprint/{key.fingerprint}")
     [cert] = parse_certificates(r.content)
@@ -241,7 +241,7 @@ def test_upload_then_verify_each_address(live: LiveServer, smtp_server: Loopback
 
 def test_upload_of_known_key_reports_published(live: LiveServer, attestation: Attestation) -> None:
     key = TestKey.generate("Cy <cy@example.org>").with_user_id("Cy <cy@other.example>")
-    attestation.import_keyring(key.public, attest_emails=True, domains=["example.org"])
+    attestation.imports.keyring(key.public, attest_emails=True, domains=["example.org"])
     r = _upload(live, key.armored)
     assert r.json()["status"] == {"cy@example.org": "published", "cy@other.example": "unpublished"}
 

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from attester.openpgp import parse_certificate
 from attester.openpgp.types import Email, Fingerprint, KeyID
 from attester.service.core import Core
+from attester.service.ingest import ImportResult
 from attester.store.db import open_database, upgrade
-from attester.store.keys import AttestedBy, ImportResult
+from attester.store.views import AttestedBy
 from tests.support.keys import TestKey
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -18,7 +19,7 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 def _merge(core: Core, data: bytes) -> ImportResult:
     cert = parse_certificate(data, core.settings.limits)
     with core.store.write() as tx:
-        return tx.merge_cert(cert, "upload", NOW).result
+        return core.ingest.merge(tx, cert, "upload", NOW).result
 
 
 def test_new_unchanged_updated(core: Core) -> None:
@@ -32,7 +33,7 @@ def test_new_unchanged_updated(core: Core) -> None:
     assert stored is not None
     uids = {u.uid for u in core.store.user_ids_of(stored.id)}
     assert uids == {"Alice <alice@example.org>", "Alice <alice@work.example>"}
-    assert core.store.count() == 1
+    assert core.store.stats()["keys"] == 1
 
 
 def test_lookup_paths(core: Core) -> None:
@@ -59,9 +60,9 @@ def test_attest_publishes_only_attested_user_ids(core: Core) -> None:
     key = TestKey.generate("Carol <carol@example.org>").with_user_id("Carol <carol@other.example>")
     cert = parse_certificate(key.public, core.settings.limits)
     with core.store.write() as tx:
-        o = tx.merge_cert(cert, "upload", NOW)
-        done = tx.attest(
-            o.cert_id, o.cert, [Email.parse("carol@example.org")], AttestedBy.EMAIL, NOW
+        o = core.ingest.merge(tx, cert, "upload", NOW)
+        done = core.publication.attest(
+            tx, o.cert_id, o.cert, [Email.parse("carol@example.org")], AttestedBy.EMAIL, NOW
         )
     assert done == {Email.parse("carol@example.org")}
     [hit] = core.store.by_email(Email.parse("carol@example.org"))
@@ -77,8 +78,8 @@ def test_revocation_wins_and_unpublishes(core: Core) -> None:
     key = TestKey.generate("Dave <dave@example.org>")
     cert = parse_certificate(key.public, core.settings.limits)
     with core.store.write() as tx:
-        o = tx.merge_cert(cert, "upload", NOW)
-        tx.attest(o.cert_id, o.cert, cert.emails, AttestedBy.OPERATOR, NOW)
+        o = core.ingest.merge(tx, cert, "upload", NOW)
+        core.publication.attest(tx, o.cert_id, o.cert, cert.emails, AttestedBy.OPERATOR, NOW)
     assert core.store.by_email(Email.parse("dave@example.org"))
     assert _merge(core, key.revoked_public()) is ImportResult.UPDATED
     assert core.store.by_email(Email.parse("dave@example.org")) == []
@@ -94,8 +95,8 @@ def test_revoked_user_id_is_unpublished(core: Core) -> None:
     key = TestKey.generate("Erin <erin@example.org>").with_user_id("Erin <erin@old.example>")
     cert = parse_certificate(key.public, core.settings.limits)
     with core.store.write() as tx:
-        o = tx.merge_cert(cert, "upload", NOW)
-        tx.attest(o.cert_id, o.cert, cert.emails, AttestedBy.OPERATOR, NOW)
+        o = core.ingest.merge(tx, cert, "upload", NOW)
+        core.publication.attest(tx, o.cert_id, o.cert, cert.emails, AttestedBy.OPERATOR, NOW)
     _merge(core, key.public + key.user_id_revocation("Erin <erin@old.example>"))
     assert core.store.by_email(Email.parse("erin@old.example")) == []
     [hit] = core.store.by_email(Email.parse("erin@example.org"))
@@ -160,7 +161,7 @@ def test_concurrent_first_uploads_of_one_certificate(core: Core) -> None:
     for t in threads:
         t.join()
     assert sorted(r.value for r in results) == ["new"] + ["updated"] * 7
-    assert core.store.count() == 1
+    assert core.store.stats()["keys"] == 1
     data = core.store.stored_data(Fingerprint(base.fingerprint))
     assert data is not None
     assert len(parse_certificate(data, core.settings.limits).user_ids) == 9

@@ -13,16 +13,14 @@ from attester.federation.fallback import Fallback
 from attester.federation.metrics import Metrics
 from attester.federation.mirror import Mirror, Mirrors
 from attester.federation.upstream import UpstreamClient
-from attester.service.core import Clock, utcnow
-from attester.store.db import Database
+from attester.service.core import Core
 
 
 class Federation:
     def __init__(
         self,
         settings: Settings,
-        db: Database,
-        clock: Clock = utcnow,
+        core: Core,
         *,
         metrics: Metrics | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -33,7 +31,10 @@ class Federation:
             follow_redirects=True,
             max_redirects=3,
             headers={"User-Agent": f"Attester/{__version__} (federation)"},
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            limits=httpx.Limits(
+                max_connections=settings.upstream_max_connections,
+                max_keepalive_connections=settings.upstream_keepalive_connections,
+            ),
         )
         self.clients = {
             u.name: UpstreamClient(
@@ -49,23 +50,19 @@ class Federation:
         }
         # Nothing leaves the server unless the operator configured an upstream.
         self.fallback = (
-            Fallback(settings, db, self.clients.values(), self.metrics, clock)
-            if self.clients
-            else None
+            Fallback(settings, core, self.clients.values(), self.metrics) if self.clients else None
         )
         mirrors = [
-            Mirror(c, settings, db, self.metrics, clock)
+            Mirror(c, core, self.metrics)
             for c in self.clients.values()
             if c.config.refresh_seconds > 0
         ]
         self.mirrors = Mirrors(mirrors) if mirrors else None
-        self._settings = settings
-        self._db = db
-        self._clock = clock
+        self._core = core
 
     def mirror(self, name: str) -> Mirror:
         """Pull mirroring of one configured upstream, scheduled or not (the CLI)."""
-        return Mirror(self.clients[name], self._settings, self._db, self.metrics, self._clock)
+        return Mirror(self.clients[name], self._core, self.metrics)
 
     def close(self) -> None:
         if self.mirrors is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import unquote
 
-from attester.store.keys import StoredCert
+from attester.store.views import StoredCert
 
 
 def origin_headers(found: Sequence[StoredCert]) -> dict[str, str]:

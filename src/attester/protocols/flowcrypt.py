@@ -16,10 +16,11 @@ from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
 from attester.openpgp.types import Email, KeyID
 from attester.protocols._http import origin_headers, path_term
-from attester.service.attestation import Attestation, SubmitOutcome
+from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.service.errors import BadRequest, InvalidQuery, ServiceError
 from attester.service.query import EmailQuery, parse_query
+from attester.service.submission import SubmitOutcome
 
 
 def error_response(status: int, message: str) -> JSONResponse:
@@ -63,9 +64,9 @@ async def post_pub(request: Request) -> Response:
         if not data.strip():
             raise BadRequest("The body is empty: send the armored public key.")
         if "authorization" in request.headers:
-            await service.submit_with_id_token(request.headers["authorization"], email, data)
+            await service.submit.with_id_token(request.headers["authorization"], email, data)
             return PlainTextResponse("Saved")
-        outcome = await run_in_threadpool(service.submit_for_address, email, data)
+        outcome = await run_in_threadpool(service.submit.for_address, email, data)
     except ServiceError as e:
         return error_response(e.status, e.message)
     wake_mailer(request)
@@ -90,7 +91,7 @@ async def put_pub(request: Request) -> Response:
         except InvalidIdentifier as e:
             raise InvalidQuery("PUT /pub/ takes the 16-digit key id of the key") from e
         data = await read_body(request)
-        await run_in_threadpool(service.update_key, kid, data)
+        await run_in_threadpool(service.submit.update_key, kid, data)
     except ServiceError as e:
         return error_response(e.status, e.message)
     return PlainTextResponse("Saved")
@@ -101,7 +102,7 @@ async def welcome(request: Request) -> Response:
     try:
         data = await read_json(request, "email", "pubkey")
         email = _email(data["email"])
-        sent = await run_in_threadpool(service.welcome, email, data["pubkey"].encode())
+        sent = await run_in_threadpool(service.welcome.send, email, data["pubkey"].encode())
     except ServiceError as e:
         return error_response(e.status, e.message)
     wake_mailer(request)
@@ -114,7 +115,7 @@ async def legacy_submit(request: Request) -> Response:
         data = await read_json(request, "email", "pubkey")
         email = _email(data["email"])
         outcome = await run_in_threadpool(
-            service.submit_for_address, email, data["pubkey"].encode()
+            service.submit.for_address, email, data["pubkey"].encode()
         )
     except ServiceError as e:
         return JSONResponse(

@@ -30,19 +30,18 @@ from attester.http.body import read_body
 from attester.http.render import page
 from attester.http.state import wake_mailer
 from attester.protocols._http import origin_headers
-from attester.service.attestation import AddressState, Attestation, KeyringUpload
+from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.service.errors import BadRequest, InvalidQuery, NotFound, ServiceError, Unsupported
 from attester.service.query import Query, TextQuery, parse_query
-from attester.store.keys import StoredCert, StoredUserID
+from attester.service.submission import KeyringUpload
+from attester.service.verification import AddressState
+from attester.store.views import StoredCert, StoredUserID
 
 _OPS = frozenset({"get", "index", "vindex", "stats", "hget"})
 _DIGEST = re.compile(r"^[0-9a-fA-F]{32}$")
 _CORS = {"Access-Control-Allow-Origin": "*"}
 _KEYS_TYPE = "application/pgp-keys; charset=UTF-8"
-# A hashquery answer is built in memory; past this many bytes of certificates the rest is
-# left out, as unknown hashes are, and the peer asks for it again in its next round.
-_HASHQUERY_MAX_BYTES = 32 * 1024 * 1024
 _MD5_LEN = 16
 
 
@@ -291,7 +290,7 @@ async def add(request: Request) -> Response:
     try:
         keytext = _keytext(request.headers.get("content-type", ""), await read_body(request))
         upload = await run_in_threadpool(
-            lambda: service.submit_keyring(keytext, "hkp", request_verify=sends_mail)
+            lambda: service.submit.keyring(keytext, "hkp", request_verify=sends_mail)
         )
     except ServiceError as e:
         return error_response(e.status, e.message)
@@ -379,7 +378,9 @@ async def hashquery(request: Request) -> Response:
         return error_response(403, "hashquery is only open to this server's sync peers.")
     try:
         digests = parse_hashquery(await read_body(request))
-        found = await run_in_threadpool(core.certificates_by_digest, digests, _HASHQUERY_MAX_BYTES)
+        found = await run_in_threadpool(
+            core.certificates_by_digest, digests, core.settings.hashquery_max_bytes
+        )
     except ServiceError as e:
         return error_response(e.status, e.message)
     return Response(

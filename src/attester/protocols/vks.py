@@ -26,11 +26,13 @@ from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail
 from attester.openpgp.types import Email, Fingerprint
 from attester.protocols._http import origin_headers, path_term
-from attester.service.attestation import AddressState, Attestation, Submission
+from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.service.errors import BadRequest, NotFound, ServiceError
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery, Query, parse_query
-from attester.store.keys import StoredCert
+from attester.service.submission import Submission
+from attester.service.verification import AddressState
+from attester.store.views import StoredCert
 
 _MALFORMED = {
     FingerprintQuery: "malformed fingerprint",
@@ -159,7 +161,7 @@ async def upload(request: Request) -> Response:
         return _not_json('{"keytext": "<the armored public key>"}')
     try:
         data = await read_json(request, "keytext")
-        result = await run_in_threadpool(service.upload, data["keytext"].encode("utf-8"))
+        result = await run_in_threadpool(service.submit.upload, data["keytext"].encode("utf-8"))
     except ServiceError as e:
         return _error(_vks_status(e), e.message)
     if isinstance(result, Submission):
@@ -194,7 +196,7 @@ async def request_verify(request: Request) -> Response:
         data = await read_json(request, "token")
         emails = _addresses(data.get("addresses"))
         token = data["token"].strip()
-        fpr, states = await run_in_threadpool(service.request_verify_with_token, token, emails)
+        fpr, states = await run_in_threadpool(service.verify.request_with_token, token, emails)
     except ServiceError as e:
         return _error(_vks_status(e), e.message)
     wake_mailer(request)

@@ -15,6 +15,8 @@ protocol adapters (each in its own body format). Messages are sentences for user
 
 from __future__ import annotations
 
+from attester.openpgp.errors import CertificateError, InputTooLarge
+
 
 class ServiceError(Exception):
     status = 500
@@ -62,3 +64,10 @@ class Unavailable(ServiceError):
 
 class Unsupported(ServiceError):
     status = 501
+
+
+def input_error(e: CertificateError) -> BadRequest:
+    """One place that turns an input problem of the OpenPGP core into a service error."""
+    if isinstance(e, InputTooLarge):
+        return PayloadTooLarge(str(e))
+    return BadRequest(str(e))

@@ -9,9 +9,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from attester.openpgp.types import Email
+from attester.store.db import Database
 from attester.store.schema import outbox
 
 
@@ -66,11 +67,11 @@ class Outbox:
         return bool(n)
 
 
-def claim_due(engine: Engine, now: datetime, lease: timedelta, limit: int = 20) -> list[OutboxMail]:
+def claim_due(db: Database, now: datetime, lease: timedelta, limit: int = 20) -> list[OutboxMail]:
     """Take up to ``limit`` due mails and push their next attempt past the lease, so another
     worker (another app server) does not take them meanwhile. PostgreSQL skips rows other
     workers hold; SQLite serialises the whole claim with its write lock."""
-    with engine.begin() as conn:
+    with db.write() as conn:
         q = (
             select(outbox)
             .where(
@@ -107,15 +108,15 @@ def claim_due(engine: Engine, now: datetime, lease: timedelta, limit: int = 20) 
     ]
 
 
-def mark_sent(engine: Engine, mail_id: int, now: datetime) -> None:
-    with engine.begin() as conn:
+def mark_sent(db: Database, mail_id: int, now: datetime) -> None:
+    with db.write() as conn:
         conn.execute(
             update(outbox).where(outbox.c.id == mail_id).values(sent_at=now, last_error=None)
         )
 
 
 def mark_failed(
-    engine: Engine, mail_id: int, error: str, now: datetime, retry_at: datetime | None
+    db: Database, mail_id: int, error: str, now: datetime, retry_at: datetime | None
 ) -> None:
     """Record a failed attempt: retry at ``retry_at``, or give up when it is None."""
     values: dict[str, object] = {"last_error": error[:2000]}
@@ -123,12 +124,12 @@ def mark_failed(
         values["failed_at"] = now
     else:
         values["next_attempt"] = retry_at
-    with engine.begin() as conn:
+    with db.write() as conn:
         conn.execute(update(outbox).where(outbox.c.id == mail_id).values(**values))
 
 
-def pending_count(engine: Engine) -> int:
-    with engine.connect() as conn:
+def pending_count(db: Database) -> int:
+    with db.read() as conn:
         return int(
             conn.execute(
                 select(func.count())

@@ -36,7 +36,7 @@ _SMALL_FORM = 8 * 1024
 
 async def verify_page(request: Request) -> Response:
     token = request.path_params["token"]
-    view = await run_in_threadpool(attestation(request).inspect_verification, token)
+    view = await run_in_threadpool(attestation(request).verify.inspect, token)
     status = 404 if view.state.value == "invalid" else 200
     return page(request, "verify.html", status, view=view, token=token)
 
@@ -45,7 +45,7 @@ async def verify_confirm(request: Request) -> Response:
     if (refused := refuse_cross_site(request)) is not None:
         return refused
     token = request.path_params["token"]
-    view = await run_in_threadpool(attestation(request).confirm, token)
+    view = await run_in_threadpool(attestation(request).verify.confirm, token)
     wake_mailer(request)
     status = {"invalid": 404, "not_on_key": 409}.get(view.state.value, 200)
     return page(request, "verified.html", status, view=view, token=token)
@@ -54,7 +54,9 @@ async def verify_confirm(request: Request) -> Response:
 async def verify_resend(request: Request) -> Response:
     if (refused := refuse_cross_site(request)) is not None:
         return refused
-    states = await run_in_threadpool(attestation(request).resend, request.path_params["token"])
+    states = await run_in_threadpool(
+        attestation(request).verify.resend, request.path_params["token"]
+    )
     wake_mailer(request)
     if states is None:
         return page(
@@ -111,7 +113,7 @@ async def _manage_json(request: Request) -> Response:
     except (InvalidEmail, ValueError) as e:
         msg = str(e) if isinstance(e, InvalidEmail) else "The body must be JSON with an email."
         return JSONResponse({"error": msg}, status_code=400)
-    await run_in_threadpool(attestation(request).request_manage, email)
+    await run_in_threadpool(attestation(request).manage.request, email)
     wake_mailer(request)
     return JSONResponse({"status": "ok", "message": _MAILED})
 
@@ -138,13 +140,13 @@ async def manage_request(request: Request) -> Response:
         email = Email.parse(raw)
     except InvalidEmail as e:
         return await _manage_form(request, 400, email=raw, error=sentence(str(e)))
-    await run_in_threadpool(attestation(request).request_manage, email)
+    await run_in_threadpool(attestation(request).manage.request, email)
     wake_mailer(request)
     return page(request, "message.html", nav="manage", heading="Check your inbox", message=_MAILED)
 
 
 async def manage_page(request: Request) -> Response:
-    view = await run_in_threadpool(attestation(request).manage_view, request.path_params["token"])
+    view = await run_in_threadpool(attestation(request).manage.view, request.path_params["token"])
     return page(request, "manage.html", 200 if view.valid else 404, view=view, notice=None)
 
 
@@ -159,7 +161,7 @@ async def manage_unpublish(request: Request) -> Response:
     except InvalidEmail as e:
         return page(request, "message.html", 400, heading="Bad request", message=str(e))
     view = await run_in_threadpool(
-        attestation(request).unpublish, request.path_params["token"], email
+        attestation(request).manage.unpublish, request.path_params["token"], email
     )
     notice = f"{email} is no longer published." if view.valid else None
     return page(request, "manage.html", 200 if view.valid else 404, view=view, notice=notice)

@@ -1,0 +1,108 @@
+"""One path for every key that comes from outside: uploads, operator imports, upstream
+answers, pull mirrors, dumps (and reconciliation peers). Whatever the source, a
+certificate is merged the same way and the publication rules run on the result, so a
+revocation or a new subkey learnt anywhere reaches every form that is served.
+
+``merge`` (local sources) steps:
+
+1. lock the stored certificate with this fingerprint, or store it when there is none (a
+   writer that loses the race to store it merges into the winner's row instead);
+2. merge in memory (``openpgp.merge``: nothing valid is lost, revocations stay);
+3. store the result, its key ids and user IDs, unless nothing changed;
+4. apply the publication rules (``Publication.refresh``).
+
+``from_peer`` is ``merge`` plus what a peer says: which user IDs it published, kept
+beside the certificate and never as an attestation here (``store.origins``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from attester.openpgp import Limits, ParsedCert, merge, parse_certificate
+from attester.openpgp.types import Fingerprint
+from attester.service.publication import Publication
+from attester.store.views import Origin, OriginKind
+from attester.store.writes import WriteTx
+
+
+class ImportResult(enum.Enum):
+    NEW = "new"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Merged:
+    result: ImportResult
+    cert_id: int
+    cert: ParsedCert  # the certificate as stored now
+
+
+class Ingest:
+    def __init__(self, publication: Publication, limits: Limits) -> None:
+        self.publication = publication
+        self.limits = limits
+
+    def merge(self, tx: WriteTx, incoming: ParsedCert, source: str, now: datetime) -> Merged:
+        """Merge ``incoming`` into the stored certificate with its fingerprint, or store
+        it; ``source`` is recorded for a new certificate (``upload``, ``import``,
+        ``upstream:<name>``...). Raises ``CertificateError`` when the merged certificate
+        would exceed a limit (the stored one then stays as it is)."""
+        fpr = incoming.fingerprint
+        row = tx.lock(fpr)
+        if row is None:
+            cert_id = tx.insert_cert(incoming, source, now)
+            if cert_id is not None:
+                tx.sync_components(cert_id, incoming)
+                self.publication.refresh(tx, cert_id, incoming, now)
+                return Merged(ImportResult.NEW, cert_id, incoming)
+            row = tx.lock(fpr)  # lost a race with another writer: merge into theirs
+            assert row is not None
+        cert_id, stored = row
+        merged = merge(stored, incoming.data, self.limits)
+        if merged.data == stored:
+            return Merged(ImportResult.UNCHANGED, cert_id, merged)
+        tx.update_cert(cert_id, merged, now)
+        tx.sync_components(cert_id, merged)
+        self.publication.refresh(tx, cert_id, merged, now)
+        return Merged(ImportResult.UPDATED, cert_id, merged)
+
+    def from_peer(
+        self,
+        tx: WriteTx,
+        cert: ParsedCert,
+        origin: Origin,
+        vouched: Collection[bytes],
+        now: datetime,
+        *,
+        digest: str | None = None,
+    ) -> Merged:
+        """A certificate a peer supplied: merged as any other, then what the peer vouches
+        for (``vouched``: raw user IDs it published) replaces what it said before.
+        ``digest`` is the SKS digest of what the peer sent, when it differs from the
+        cleaned certificate's (a dump reread after an interruption skips it)."""
+        assert origin.kind is not OriginKind.LOCAL
+        merged = self.merge(tx, cert, origin.label, now)
+        tx.origins.record(merged.cert_id, merged.cert, origin, vouched, digest or cert.digest, now)
+        self.publication.refresh_peer_forms(tx, merged.cert_id, merged.cert)
+        return merged
+
+    def withdraw(self, tx: WriteTx, fpr: Fingerprint, peer: str, now: datetime) -> bool:
+        """The peer no longer serves this certificate, so it vouches for none of its
+        addresses any more (the certificate stays, served identity-free)."""
+        cert_id = tx.cert_id(fpr)
+        if cert_id is None or not tx.origins.withdraw(cert_id, peer, now):
+            return False
+        self.publication.refresh_peer_forms(tx, cert_id, self.publication.load(tx, cert_id))
+        return True
+
+    def lock(self, tx: WriteTx, fpr: Fingerprint) -> tuple[int, ParsedCert] | None:
+        """The stored certificate with this fingerprint, locked and parsed."""
+        row = tx.lock(fpr)
+        if row is None:
+            return None
+        return row[0], parse_certificate(row[1], self.limits)
