@@ -30,7 +30,9 @@ from attester.openpgp._packets import (
     split_packets,
 )
 from attester.openpgp._sequoia import armor as _armor
-from attester.openpgp._walk import evaluate, publishable_packets, walk
+from attester.openpgp._served import publishable_packets
+from attester.openpgp._validity import evaluate
+from attester.openpgp._walk import walk
 from attester.openpgp.digest import _digest_packets
 from attester.openpgp.errors import (
     CertificateError,
