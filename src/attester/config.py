@@ -14,10 +14,19 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from attester.openpgp.model import Limits
+from attester.service.client_config import SELF, ClientConfiguration, normalise_table
 
 
 class ConfigError(Exception):
@@ -143,6 +152,9 @@ class Settings(BaseSettings):
     upstream_breaker_reset_seconds: float = Field(30.0, gt=0)
     metrics_enabled: bool = True
 
+    # --- enterprise: FlowCrypt client configuration per domain ("*": every other domain)
+    client_configuration: dict[str, ClientConfiguration] = {}
+
     # --- logging
     log_level: str = "info"
 
@@ -192,6 +204,22 @@ class Settings(BaseSettings):
     @classmethod
     def _base(cls, v: str) -> str:
         return v.strip().rstrip("/")
+
+    @field_validator("client_configuration", mode="before")
+    @classmethod
+    def _client_domains(cls, v: Any) -> Any:
+        return normalise_table(v)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if not self.base_url and any(
+            c.custom_keyserver_url == SELF for c in self.client_configuration.values()
+        ):
+            raise ValueError(
+                'client_configuration: custom_keyserver_url = "self" needs base_url, the '
+                "URL FlowCrypt's apps reach this server at"
+            )
+        return self
 
     @field_validator("web_accent_color")
     @classmethod
@@ -262,7 +290,8 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             settings = _Overridden(**{**settings.model_dump(), **overrides})
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"]
+            for err in e.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from e
     return settings
