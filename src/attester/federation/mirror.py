@@ -23,7 +23,7 @@ from anyio import to_thread
 from attester.config import Settings
 from attester.federation.errors import CircuitOpen, UpstreamError
 from attester.federation.metrics import Metrics
-from attester.federation.upstream import UpstreamClient, vouched_user_ids
+from attester.federation.upstream import GuardedUpstream, vouched_user_ids
 from attester.openpgp import CertificateError, ParsedCert
 from attester.openpgp.types import Fingerprint
 from attester.service.core import Clock, utcnow
@@ -53,7 +53,7 @@ class Mirror:
 
     def __init__(
         self,
-        client: UpstreamClient,
+        client: GuardedUpstream,
         settings: Settings,
         db: Database,
         metrics: Metrics,
