@@ -18,10 +18,12 @@ rather than silently ignored by every client.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from attester.openpgp.certificates import parse_certificate
 from attester.openpgp.errors import InvalidEmail, OpenPGPError
 from attester.openpgp.types import Email
 
@@ -185,10 +187,6 @@ class ClientConfiguration(BaseModel):
         # The apps encrypt private key backups to this key: a typo would lose them.
         if v is None:
             return None
-        from datetime import UTC, datetime
-
-        from attester.openpgp import parse_certificate
-
         try:
             cert = parse_certificate(v.encode())
         except OpenPGPError as e:
