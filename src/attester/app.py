@@ -24,8 +24,9 @@ from attester.attestation.mail import transport_from_url
 from attester.attestation.oidc import OIDCSettings, OIDCVerifier
 from attester.config import Settings
 from attester.federation import Federation
-from attester.protocols import flowcrypt, hkp, vks, wkd
+from attester.protocols import fes, flowcrypt, hkp, vks, wkd
 from attester.service.attestation import Attestation
+from attester.service.client_config import ClientConfigurations
 from attester.service.core import Clock, Core, utcnow
 from attester.store.db import open_database, upgrade
 from attester.store.errors import DatabaseUnavailable
@@ -39,6 +40,7 @@ def _routes() -> list[BaseRoute]:
         # Browsers get the search page; API clients probing "/" keep {"alive": true}.
         Route("/", pages.browser_or(flowcrypt.alive), methods=["GET", "HEAD"]),
         *flowcrypt.routes(),
+        *fes.routes(),
         *pages.routes(),
         *vks.routes(),
         *wkd.routes(),
@@ -195,4 +197,7 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
         },
     )
     app.state.settings = settings
+    app.state.client_configurations = ClientConfigurations(
+        settings.client_configuration, settings.public_url
+    )
     return app

@@ -14,10 +14,20 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from attester.openpgp.model import Limits
+from attester.service.client_config import SELF, ClientConfiguration, normalise_table
 
 
 class ConfigError(Exception):
@@ -27,15 +37,63 @@ class ConfigError(Exception):
 _UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-class Upstream(BaseModel):
-    """A keyserver asked when a lookup misses locally, and optionally pull-mirrored
-    (``attester.federation``; docs/federation.md)."""
+class _LdapFields(BaseModel):
+    """How to talk to an LDAP directory (GnuPG's keyserver schema; docs/federation.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    bind_dn: str = ""  # simple bind as this DN; empty: anonymous
+    bind_password: SecretStr | None = None  # never logged or shown
+    starttls: bool = False  # ldap:// upgraded with StartTLS (required, never skipped)
+    base_dn: str = ""  # the key space; empty: read from cn=pgpServerInfo, as dirmngr does
+    ca_file: str = ""  # PEM CA certificates for TLS; empty: the system's
+
+    @model_validator(mode="after")
+    def _ldap_fields(self) -> _LdapFields:
+        if self.bind_password is not None and not self.bind_dn:
+            raise ValueError("bind_password is set but bind_dn is not")
+        url = str(getattr(self, "url", "") or "")
+        if self.starttls and url.startswith("ldaps://"):
+            raise ValueError("starttls is for ldap:// URLs; ldaps:// is TLS from the start")
+        return self
+
+
+class LdapRelayServer(_LdapFields):
+    """A directory FlowCrypt's browser may ask about through ``/ldap-relay``."""
+
+    server: str  # the host name clients send as ?server=
+    url: str = ""  # where to connect; empty: ldap://{server} (port 389)
+    timeout_seconds: float = Field(3.0, gt=0)
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, v: str) -> str:
+        v = v.strip().lower().rstrip(".")
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", v):
+            raise ValueError(f"{v!r} is not a host name")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v and not v.startswith(("ldap://", "ldaps://")):
+            raise ValueError("a relay server's URL starts with ldap:// or ldaps://")
+        return v
+
+    @property
+    def connect_url(self) -> str:
+        return self.url or f"ldap://{self.server}"
+
+
+class Upstream(_LdapFields):
+    """A keyserver (or LDAP directory) asked when a lookup misses locally, and optionally
+    pull-mirrored (``attester.federation``; docs/federation.md)."""
+
     name: str  # shown to users ("found on keys.openpgp.org") and stored as the origin
-    kind: Literal["vks", "hkp"]
-    url: str  # base URL: https://keys.openpgp.org, http://sks.internal:11371
+    kind: Literal["vks", "hkp", "ldap"]
+    # base URL: https://keys.openpgp.org, http://sks.internal:11371, ldap://ldap.corp:389
+    url: str
     timeout_seconds: float = Field(2.0, gt=0)
     lookups: tuple[Literal["email", "fingerprint", "keyid"], ...] = (
         "email",
@@ -54,11 +112,22 @@ class Upstream(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str, info: ValidationInfo) -> str:
         v = v.strip().rstrip("/")
-        if not v.startswith(("http://", "https://")):
+        if info.data.get("kind") == "ldap":
+            if not v.startswith(("ldap://", "ldaps://")):
+                raise ValueError("an ldap upstream's URL starts with ldap:// or ldaps://")
+        elif not v.startswith(("http://", "https://")):
             raise ValueError("an upstream URL starts with http:// or https://")
         return v
+
+    @model_validator(mode="after")
+    def _ldap_only(self) -> Upstream:
+        if self.kind != "ldap":
+            for f in ("bind_dn", "bind_password", "starttls", "base_dn", "ca_file"):
+                if getattr(self, f):
+                    raise ValueError(f"{f} is a setting of ldap upstreams, not of {self.kind}")
+        return self
 
 
 # Named in ``upstreams`` by their name alone, or as a table with the name and overrides.
@@ -159,6 +228,13 @@ class Settings(BaseSettings):
     upstream_max_connections: int = Field(64, ge=1)  # HTTP connections to all upstreams
     upstream_keepalive_connections: int = Field(16, ge=0)  # of those, kept open when idle
     metrics_enabled: bool = True
+    ldap_max_results: int = Field(16, ge=1, le=1000)  # directory entries one LDAP lookup reads
+    # /ldap-relay (FlowCrypt's browser): only these directories, never one a client names.
+    ldap_relay_servers: tuple[LdapRelayServer, ...] = ()
+    ldap_relay_concurrency: int = Field(8, ge=1, le=1000)
+
+    # --- enterprise: FlowCrypt client configuration per domain ("*": every other domain)
+    client_configuration: dict[str, ClientConfiguration] = {}
 
     # --- logging
     log_level: str = "info"
@@ -209,6 +285,35 @@ class Settings(BaseSettings):
     @classmethod
     def _base(cls, v: str) -> str:
         return v.strip().rstrip("/")
+
+    @field_validator("ldap_relay_servers", mode="before")
+    @classmethod
+    def _relay_names(cls, v: Any) -> Any:
+        """A host name alone means ``ldap://HOST``, anonymous."""
+        if isinstance(v, str | dict):
+            v = [v]
+        if isinstance(v, list | tuple):
+            return [{"server": i} if isinstance(i, str) else i for i in v]
+        return v
+
+    @field_validator("client_configuration", mode="before")
+    @classmethod
+    def _client_domains(cls, v: Any) -> Any:
+        return normalise_table(v)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        servers = [s.server for s in self.ldap_relay_servers]
+        if len(set(servers)) != len(servers):
+            raise ValueError("ldap_relay_servers names a server twice")
+        if not self.base_url and any(
+            c.custom_keyserver_url == SELF for c in self.client_configuration.values()
+        ):
+            raise ValueError(
+                'client_configuration: custom_keyserver_url = "self" needs base_url, the '
+                "URL FlowCrypt's apps reach this server at"
+            )
+        return self
 
     @field_validator("web_accent_color")
     @classmethod
@@ -279,7 +384,8 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             settings = _Overridden(**{**settings.model_dump(), **overrides})
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"]
+            for err in e.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from e
     return settings

@@ -24,7 +24,7 @@ def test_example_loads(example: str, tmp_path: Path) -> None:
     settings = load_settings(cfg)
     assert settings.upstreams
     for u in settings.upstreams:
-        assert u.url.startswith("http")
+        assert u.url.startswith(("http", "ldap"))
 
 
 def test_presets_and_overrides() -> None:
@@ -44,7 +44,10 @@ def test_presets_and_overrides() -> None:
     [
         (["keys.example"], "no upstream preset"),
         (["keys.openpgp.org", "keys.openpgp.org"], "same name"),
-        ([{"name": "x", "kind": "ldap", "url": "http://h"}], "kind"),
+        ([{"name": "x", "kind": "smtp", "url": "http://h"}], "kind"),
+        ([{"name": "x", "kind": "ldap", "url": "http://h"}], "ldap://"),
+        ([{"name": "x", "kind": "hkp", "url": "http://h", "starttls": True}], "ldap upstreams"),
+        ([{"name": "x", "kind": "ldap", "url": "ldaps://h", "starttls": True}], "starttls"),
         ([{"name": "x", "kind": "hkp", "url": "hkp://h"}], "http"),
         ([{"name": "a b", "kind": "hkp", "url": "http://h"}], "name"),
     ],

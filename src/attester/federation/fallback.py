@@ -33,7 +33,7 @@ from attester.config import Settings
 from attester.federation.errors import UpstreamError
 from attester.federation.metrics import Metrics
 from attester.federation.policy import DomainPolicy
-from attester.federation.upstream import Fetched, Lookup, UpstreamClient, vouched_user_ids
+from attester.federation.upstream import Fetched, GuardedUpstream, Lookup, vouched_user_ids
 from attester.openpgp import CertificateError
 from attester.service.core import Core
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery
@@ -65,7 +65,7 @@ class Fallback:
         self,
         settings: Settings,
         core: Core,
-        clients: Iterable[UpstreamClient],
+        clients: Iterable[GuardedUpstream],
         metrics: Metrics,
     ) -> None:
         self.settings = settings
@@ -122,9 +122,9 @@ class Fallback:
                 if not flight.waiters:
                     del self._flights[key]
 
-    def _ask_all(self, clients: list[UpstreamClient], query: Lookup) -> tuple[list[Fetched], int]:
+    def _ask_all(self, clients: list[GuardedUpstream], query: Lookup) -> tuple[list[Fetched], int]:
         deadline = self.settings.upstream_deadline_seconds
-        futures: dict[Future[Fetched], UpstreamClient] = {
+        futures: dict[Future[Fetched], GuardedUpstream] = {
             self._pool.submit(c.fetch, query, min(c.config.timeout_seconds, deadline)): c
             for c in clients
         }

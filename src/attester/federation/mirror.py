@@ -22,7 +22,7 @@ from anyio import to_thread
 
 from attester.federation.errors import CircuitOpen, UpstreamError
 from attester.federation.metrics import Metrics
-from attester.federation.upstream import UpstreamClient, vouched_user_ids
+from attester.federation.upstream import GuardedUpstream, vouched_user_ids
 from attester.openpgp import CertificateError, ParsedCert
 from attester.openpgp.types import Fingerprint
 from attester.service.core import Core
@@ -51,7 +51,7 @@ class Mirror:
 
     def __init__(
         self,
-        client: UpstreamClient,
+        client: GuardedUpstream,
         core: Core,
         metrics: Metrics,
     ) -> None:

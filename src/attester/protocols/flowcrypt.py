@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from attester.federation.relay import armored
 from attester.http.body import read_body, read_json
 from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
@@ -18,7 +19,7 @@ from attester.openpgp.types import Email, KeyID
 from attester.protocols._http import origin_headers, path_term
 from attester.service.attestation import Attestation
 from attester.service.core import Core
-from attester.service.errors import BadRequest, InvalidQuery, ServiceError
+from attester.service.errors import BadRequest, InvalidQuery, NotFound, ServiceError
 from attester.service.query import EmailQuery, parse_query
 from attester.service.submission import SubmitOutcome
 
@@ -125,6 +126,30 @@ async def legacy_submit(request: Request) -> Response:
     return JSONResponse({"saved": True, "attested": outcome is SubmitOutcome.PUBLISHED})
 
 
+async def ldap_relay(request: Request) -> Response:
+    """``GET /ldap-relay?server=HOST&search=EMAIL``: the keys a company directory on the
+    operator's allow-list has for the address (``federation.relay``), or 404."""
+    relay = request.app.state.federation.relay
+    try:
+        if relay is None:
+            raise NotFound("This server relays no LDAP lookups.")
+        server = request.query_params.get("server", "")
+        if not server.strip():
+            raise BadRequest("The query parameter 'server' is missing.")
+        email = _email(request.query_params.get("search", ""))
+        found = await run_in_threadpool(relay.lookup, server, email)
+    except ServiceError as e:
+        return error_response(e.status, e.message)
+    origin = f"ldap-relay:{server.strip().lower().rstrip('.')}"
+    return PlainTextResponse(
+        "\n".join(armored(c) for c in found),
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Attester-Origin": ", ".join([origin] * len(found)),
+        },
+    )
+
+
 async def lookup_email(request: Request) -> Response:
     core: Core = request.app.state.core
     try:
@@ -153,4 +178,5 @@ def routes() -> list[Route]:
         Route("/test/welcome", welcome, methods=["POST"]),
         Route("/initial/legacy_submit", legacy_submit, methods=["POST"]),
         Route("/lookup/email", lookup_email, methods=["POST"]),
+        Route("/ldap-relay", ldap_relay, methods=["GET", "HEAD"]),
     ]
