@@ -27,7 +27,7 @@ from attester.openpgp.errors import (
     SecretKeyMaterial,
     Unparsable,
 )
-from attester.openpgp.model import KeyInfo, Limits, ParsedCert, Rejected, UserIDInfo
+from attester.openpgp.model import KeyInfo, Limits, ParsedCert, Rejected, ServedForm, UserIDInfo
 from attester.openpgp.types import Email, Fingerprint, KeyID, email_from_user_id
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "ParsedCert",
     "Rejected",
     "SecretKeyMaterial",
+    "ServedForm",
     "Unparsable",
     "UserIDInfo",
     "armor",

@@ -1,4 +1,4 @@
-"""What lookups serve of a walked certificate (``publishable_packets``): the owner's own
+"""What lookups serve of a walked certificate (``served_form``): the owner's own
 statements only, with unhashed areas reduced to what clients need."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 from attester.openpgp import _large_rsa
 from attester.openpgp._keys import parse_key
-from attester.openpgp._packets import RawPacket
+from attester.openpgp._packets import RawPacket, encode_packets
 from attester.openpgp._sequoia import canonicalise
 from attester.openpgp._signature import (
     EMBEDDED_SIGNATURE,
@@ -23,33 +23,37 @@ from attester.openpgp._signature import (
 )
 from attester.openpgp._walk import PRIMARY_SIGS, SUBKEY_SIGS, USER_ID_SIGS, Component, Walk, counts
 from attester.openpgp.errors import Unparsable
+from attester.openpgp.model import ServedForm
 
 
-def publishable_packets(w: Walk, attested: Collection[bytes]) -> list[RawPacket]:
-    """The certificate as lookups serve it: the primary key with its direct-key
-    self-signatures and self-revocations; the validly bound user IDs whose exact bytes are in
-    ``attested``, each with only its own self-signatures and self-revocations; every validly
-    bound subkey with its bindings and revocations. No third-party certification (certificate
-    flooding, CVE-2019-13050), no user attribute, no bad signature, no unknown packet, and
-    no unhashed subpacket anybody but the key owner could have added (``_served``)."""
+def served_form(w: Walk) -> ServedForm:
+    """The certificate as lookups serve it, in parts (``ServedForm``): the primary key with
+    its direct-key self-signatures and self-revocations; each validly bound user ID with
+    only its own self-signatures and self-revocations; every validly bound subkey with its
+    bindings and revocations. No third-party certification (certificate flooding,
+    CVE-2019-13050), no user attribute, no bad signature, no unknown packet, and no unhashed
+    subpacket anybody but the key owner could have added (``_served``)."""
     key_id = bytes.fromhex(w.key.fingerprint.key_id.hex)
     fpr_value = bytes((w.key.version,)) + bytes.fromhex(w.key.fingerprint.hex)
 
     def sigs(c: Component, types: Collection[int]) -> list[RawPacket]:
         return [_served(s.packet, key_id, fpr_value) for s in c.sigs if counts(s, types)]
 
-    out = [w.primary.packet, *sigs(w.primary, PRIMARY_SIGS)]
-    for c in w.user_ids:
-        if c.packet.body in attested and c.valid(USER_ID_CERTIFICATIONS):
-            out += [c.packet, *sigs(c, USER_ID_SIGS)]
+    head = encode_packets([w.primary.packet, *sigs(w.primary, PRIMARY_SIGS)])
+    user_ids = tuple(
+        (c.packet.body, encode_packets([c.packet, *sigs(c, USER_ID_SIGS)]))
+        for c in w.user_ids
+        if c.valid(USER_ID_CERTIFICATIONS)
+    )
+    tail: list[RawPacket] = []
     for c in w.subkeys:
         if c.valid((SUBKEY_BINDING,)):
             try:
                 parse_key(c.packet.body)
             except ValueError:
                 continue
-            out += [c.packet, *(_one_backsig(w, c, p) for p in sigs(c, SUBKEY_SIGS))]
-    return out
+            tail += [c.packet, *(_one_backsig(w, c, p) for p in sigs(c, SUBKEY_SIGS))]
+    return ServedForm(head, user_ids, encode_packets(tail))
 
 
 def _one_backsig(w: Walk, subkey: Component, p: RawPacket) -> RawPacket:

@@ -30,7 +30,7 @@ from attester.openpgp._packets import (
     split_packets,
 )
 from attester.openpgp._sequoia import armor as _armor
-from attester.openpgp._served import publishable_packets
+from attester.openpgp._served import served_form
 from attester.openpgp._validity import evaluate
 from attester.openpgp._walk import walk
 from attester.openpgp.digest import _digest_packets
@@ -181,6 +181,7 @@ def _parse_one(packets: list[RawPacket], limits: Limits, foreign: int = 0) -> Pa
         user_ids=ev.user_ids,
         data=data,
         digest=_digest_packets(stored),
+        served=served_form(w),
         ignored=tuple(ignored),
     )
 
@@ -243,11 +244,11 @@ def publishable(cert: ParsedCert, attested: Collection[bytes]) -> bytes:
     for, with only the user IDs whose exact bytes are in ``attested``.
 
     ``publishable(cert, ())`` is the identity-free form (primary key, direct-key
-    signatures, revocations and subkeys). Validity is decided again from ``cert.data``, so
-    the result depends on nothing but the stored bytes.
+    signatures, revocations and subkeys). The parts were computed by the walk that parsed
+    ``cert``; parsing ``cert.data`` again gives the same parts (a test holds every Debian
+    key to that), so the result depends on nothing but the stored bytes.
     """
-    packets, _ = _single(_unlimited(cert.data), "the stored data")
-    return encode_packets(publishable_packets(walk(packets), frozenset(attested)))
+    return cert.served.join(attested)
 
 
 def _unlimited(stored: bytes) -> _Input:
