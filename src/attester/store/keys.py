@@ -25,6 +25,7 @@ from attester.openpgp.types import Email, Fingerprint, KeyID
 from attester.openpgp.wkd import wkd_hash
 from attester.store.db import Database
 from attester.store.outbox import Outbox
+from attester.store.recon import ReconTx
 from attester.store.schema import (
     audit_log,
     cert_origins,
@@ -52,6 +53,7 @@ class OriginKind(enum.StrEnum):
     LOCAL = "local"  # this server's own users and operator
     UPSTREAM = "upstream"  # fetched from an upstream on a local miss
     MIRROR = "mirror"  # imported from a peer's dump, or refreshed by pull mirroring
+    RECON = "recon"  # learnt from an SKS/Hockeypuck peer by set reconciliation
 
 
 @dataclass(frozen=True)
@@ -339,7 +341,9 @@ class KeyStore:
     def write(self) -> Iterator[WriteTx]:
         """One transaction; commits when the block ends, rolls back if it raises."""
         with self.db.writer.begin() as conn:
-            yield WriteTx(conn, self.limits)
+            tx = WriteTx(conn, self.limits)
+            yield tx
+            tx.recon.apply()  # the recon tree follows certs.digest, once per transaction
 
 
 class WriteTx:
@@ -349,9 +353,10 @@ class WriteTx:
         self._pg = conn.dialect.name == "postgresql"
         self.tokens = Tokens(conn)
         self.outbox = Outbox(conn)
+        self.recon = ReconTx(conn)
 
     def _lock(self, fpr: Fingerprint) -> Row[Any] | None:
-        q = select(certs.c.id, certs.c.data).where(certs.c.fingerprint == fpr.hex)
+        q = select(certs.c.id, certs.c.data, certs.c.digest).where(certs.c.fingerprint == fpr.hex)
         if self._pg:
             # Row lock: concurrent merges into one certificate take turns. (SQLite already
             # holds the database write lock since BEGIN IMMEDIATE.)
@@ -378,6 +383,7 @@ class WriteTx:
             ).first()
             if created is not None:
                 cert_id = int(created[0])
+                self.recon.change(added=incoming.digest)
                 self._sync_components(cert_id, incoming)
                 self.refresh_published(cert_id, incoming, now)
                 return MergeOutcome(ImportResult.NEW, cert_id, incoming)
@@ -392,6 +398,7 @@ class WriteTx:
             .where(certs.c.id == cert_id)
             .values(**self._cert_values(merged), updated=now)
         )
+        self.recon.change(removed=row[2], added=merged.digest)
         self._sync_components(cert_id, merged)
         self.refresh_published(cert_id, merged, now)
         return MergeOutcome(ImportResult.UPDATED, cert_id, merged)
