@@ -188,23 +188,23 @@ class _Reader:
         self.pos += n
         return out
 
-    def int(self) -> int:
+    def u32(self) -> int:
         v: int = struct.unpack(">I", self.take(4))[0]
         return v
 
     def string(self) -> bytes:
-        return self.take(self.int())
+        return self.take(self.u32())
 
     def count(self, item_bytes: int) -> int:
         """An array length, checked against the bytes left (a peer cannot make us
         allocate for items it did not send)."""
-        n = self.int()
+        n = self.u32()
         if n * item_bytes > len(self.data) - self.pos:
             raise ProtocolError(f"an array claims {n} items but the message is shorter")
         return n
 
     def prefix(self) -> str:
-        nbits = self.int()
+        nbits = self.u32()
         try:
             return from_bitstring(nbits, self.string())
         except BadPrefix as e:
@@ -239,7 +239,7 @@ def decode(body: bytes) -> Message:
     match kind:
         case MsgType.RECON_RQST_POLY:
             prefix = r.prefix()
-            size = r.int()
+            size = r.u32()
             samples = tuple(r.value() for _ in range(r.count(ELEMENT_BYTES)))
             return ReconRqstPoly(prefix, size, samples)
         case MsgType.RECON_RQST_FULL:
