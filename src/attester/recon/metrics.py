@@ -24,6 +24,13 @@ class ReconMetrics:
             registry=r,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
         )
+        self.messages = Counter(
+            "attester_recon_messages",
+            "Recon messages by direction (in, out) and type (ReconRqstPoly, ReconRqstFull, "
+            "Elements, FullElements, SyncFail, Flush, Done, ...): which paths sessions take.",
+            ["peer", "direction", "type"],
+            registry=r,
+        )
         self.elements = Counter(
             "attester_recon_elements",
             "Set differences found: missing_here (keys the peer has and we lack), "

@@ -69,6 +69,7 @@ class Report:
     requests: int = 0
     truncated: bool = False
     recovered: dict[str, int] = field(default_factory=dict)
+    messages: dict[tuple[str, str], int] = field(default_factory=dict)  # (in|out, type)
     seconds: float = 0.0
     remote: Config | None = None
 
@@ -319,7 +320,10 @@ class ReconService:
         report.requests = result.requests
         report.truncated = result.truncated
         report.seconds = result.seconds
+        report.messages = dict(result.messages)
         m = self.metrics
+        for (direction, kind), n in result.messages.items():
+            m.messages.labels(peer.label, direction, kind).inc(n)
         m.session_seconds.labels(peer.label, result.role).observe(result.seconds)
         m.elements.labels(peer.label, "missing_here").inc(len(result.missing))
         m.elements.labels(peer.label, "missing_there").inc(result.told)

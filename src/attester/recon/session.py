@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
@@ -82,6 +82,7 @@ class Result:
     truncated: bool = False  # stopped at ``max_missing``
     error: PeerError | None = None  # the session ended early because of this
     seconds: float = 0.0
+    messages: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def learn(self, elements: Iterable[int], cap: int) -> None:
         for z in elements:
@@ -111,6 +112,9 @@ class Channel:
         self.deadline = time.monotonic() + limits.session_seconds
         self.bytes_in = 0
         self.bytes_out = 0
+        # Messages by (direction, type name), e.g. ("in", "SyncFail"): which paths of the
+        # protocol a session took (metrics, ``attester recon sync``).
+        self.messages: Counter[tuple[str, str]] = Counter()
 
     def _timeout(self) -> float:
         left = self.deadline - time.monotonic()
@@ -144,7 +148,9 @@ class Channel:
                 f"the peer sent a message of {n} bytes "
                 f"(at most {self.limits.max_message_bytes} are accepted)",
             )
-        return decode(await self._exactly(n))
+        msg = decode(await self._exactly(n))
+        self.messages["in", type(msg).__name__] += 1
+        return msg
 
     async def read_string(self) -> str:
         n = int.from_bytes(await self._exactly(4), "big")
@@ -153,6 +159,7 @@ class Channel:
         return (await self._exactly(n)).decode("utf-8", "replace")
 
     def write(self, msg: Message) -> None:
+        self.messages["out", type(msg).__name__] += 1
         self.send(encode(msg))
 
     def send(self, data: bytes) -> None:
@@ -299,6 +306,7 @@ async def drive(channel: Channel, tree: TreeView) -> Result:
     except PeerError as e:
         result.error = e
     result.seconds = time.monotonic() - started
+    result.messages = channel.messages
     return result
 
 
@@ -391,4 +399,5 @@ async def answer(channel: Channel, tree: TreeView) -> Result:
     except PeerError as e:
         result.error = e
     result.seconds = time.monotonic() - started
+    result.messages = channel.messages
     return result
