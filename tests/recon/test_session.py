@@ -181,12 +181,12 @@ def test_config_refusals_carry_the_reason() -> None:
 
     a, b = asyncio.run(_pair_outcomes(lambda c: side(c, SKS), lambda c: side(c, other)))
     assert isinstance(a, ConfigRefused) and isinstance(b, ConfigRefused)
-    # Each side says why it refused, in SKS's words, and hears the other's reason.
-    assert not a.by_peer and a.reason == (
+    # Both refuse, each in SKS's words, and each hears the other's sentence.
+    assert a.by_peer and a.ours == (
         "filters do not match.\n\tlocal filters: [ yminsky.dedup yminsky.merge ]\n"
         "\tremote filters: [ yminsky.merge ]"
     )
-    assert not b.by_peer and "filters do not match" in b.reason
+    assert b.by_peer and b.reason == a.ours and a.reason == b.ours
 
 
 def test_oversized_and_endless_peers_are_cut_off() -> None:

@@ -23,11 +23,19 @@ class ReconError(Exception):
 class ConfigRefused(ReconError):
     outcome = "refused"
 
-    def __init__(self, reason: str, *, by_peer: bool) -> None:
-        who = "the peer refused our configuration" if by_peer else "we refused the peer's"
-        super().__init__(f"{who}: {reason}")
+    def __init__(self, reason: str, *, by_peer: bool, ours: str | None = None) -> None:
+        """``reason`` is the refusing side's sentence (the peer's when it refused);
+        ``ours`` is ours when both sides refused."""
+        if by_peer:
+            text = f"the peer refused our configuration: {reason}"
+            if ours:
+                text += f" (and we refused its: {ours})"
+        else:
+            text = f"we refused the peer's configuration: {reason}"
+        super().__init__(text)
         self.reason = reason
         self.by_peer = by_peer
+        self.ours = ours if by_peer else reason
 
 
 class NotAPartner(ReconError):

@@ -236,6 +236,13 @@ async def exchange_config(channel: Channel, ours: Config) -> Config:
     if problem is not None:
         channel.send(encode_string("failed") + encode_string(problem))
         await channel.drain()
+        # The peer sends its verdict too; when it refused as well, its sentence is the
+        # one an operator of the peer recognises (SKS: "filters do not match...").
+        try:
+            if await channel.read_string() == "failed":
+                raise ConfigRefused(await channel.read_string(), by_peer=True, ours=problem)
+        except PeerError:
+            pass
         raise ConfigRefused(problem, by_peer=False)
     channel.send(encode_string("passed"))
     await channel.drain()
