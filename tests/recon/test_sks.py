@@ -23,12 +23,13 @@ import asyncio
 import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import create_engine, text
 
 from attester.config import Settings
 from attester.recon.service import Report
@@ -36,21 +37,24 @@ from attester.service.core import Core
 from attester.service.recon import recon_service
 from attester.store.db import open_database
 from attester.store.recon import ReconStore
+from attester.store.schema import metadata
 from tests.recon.conftest import (
     Keys,
     attester,
     digests,
     holding,
+    load,
     needs_sks,
     recon_settings,
     stored_digests,
     under,
 )
-from tests.support.sks import RunningSKS, running_sks, wait_for
+from tests.support.sks import RunningSKS, build_sks, running_sks, wait_for
 from tests.support.smtp import free_port
 
 pytestmark = [pytest.mark.slow, *needs_sks]
 HOST = "127.0.0.2"
+A, B = "127.0.0.2", "127.0.0.3"
 
 
 @dataclass(frozen=True)
@@ -250,3 +254,76 @@ def test_recon_sync_command_and_filter_mismatch(
         wait_for(lambda: "filters do not match" in sks.log(), 20, "SKS to log the refusal")
         text = live.client.get("/metrics").text
     assert re.search(r'attester_recon_sessions_total\{[^}]*outcome="refused"[^}]*\} [1-9]', text)
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    url: str = request.getfixturevalue("pg_database")
+    engine = create_engine(url)
+    with engine.begin() as c:
+        names = ", ".join(t.name for t in metadata.sorted_tables)
+        c.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    yield url
+
+
+def test_two_attesters_and_sks_converge_by_gossip(
+    keys: Keys, pg_url: str, loaded_db: Path, tmp_path: Path
+) -> None:
+    """Each of the three starts with a different two thirds of the Debian keys; gossip
+    alone (every ~1 s, each with a random partner) brings all three to every key."""
+    d = keys.debian
+    thirds = [d[0::3], d[1::3], d[2::3]]
+    sks_keys, a_keys, b_keys = (
+        thirds[0] + thirds[2],
+        thirds[0] + thirds[1],
+        thirds[1] + thirds[2],
+    )
+    want = digests(d)
+    sks_port, a_port, b_port = free_port(), free_port(), free_port()
+    gossip = {"recon_gossip_seconds": 1.0}
+    a = recon_settings(
+        holding(loaded_db, tmp_path / "a.db", a_keys),
+        tmp_path,
+        A,
+        [
+            {"address": f"127.0.0.1:{sks_port}", "name": "sks"},
+            {"address": f"{B}:{b_port}", "name": "b"},
+        ],
+        recon_port=a_port,
+        **gossip,
+    )
+    b = recon_settings(
+        pg_url,  # one of the two on PostgreSQL
+        tmp_path,
+        B,
+        [
+            {"address": f"127.0.0.1:{sks_port}", "name": "sks"},
+            {"address": f"{A}:{a_port}", "name": "a"},
+        ],
+        recon_port=b_port,
+        **gossip,
+    )
+    load(b, b_keys)
+    sks_db = build_sks(sks_keys, tmp_path / "sks")
+    with (
+        attester(a, A),
+        attester(b, B),
+        running_sks(
+            sks_db, partners=[f"{A} {a_port}", f"{B} {b_port}"], gossip=True, recon_port=sks_port
+        ) as sks,
+    ):
+        s = Scenario("conv", sks_keys, [])
+        wait_for(
+            lambda: (
+                stored_digests(a) == want
+                and stored_digests(b) == want
+                and _sks_holds(sks, s, keys, want)
+            ),
+            90,
+            "all three to hold every key",
+        )
+    for settings in (a, b):
+        db = open_database(settings.database_url)
+        assert ReconStore(db).check().ok
+        db.dispose()
