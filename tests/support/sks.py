@@ -65,9 +65,11 @@ class RunningSKS:
     recon_port: int
     client: httpx.Client = field(repr=False)
 
+    host: str = "127.0.0.1"
+
     @property
     def recon_address(self) -> str:
-        return f"127.0.0.1:{self.recon_port}"
+        return f"{self.host}:{self.recon_port}"
 
     def digests(self, universe: Sequence[str]) -> set[str]:
         """Which of these digests SKS holds: one hashquery for all of them (SKS keeps no
@@ -104,9 +106,9 @@ def _serving(client: httpx.Client) -> bool:
         return False
 
 
-def _listening(port: int) -> bool:
+def _listening(host: str, port: int) -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        socket.create_connection((host, port), timeout=1).close()
         return True
     except OSError:
         return False
@@ -118,6 +120,7 @@ def running_sks(
     partners: Sequence[str] = (),
     gossip: bool = False,
     recon_port: int | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[RunningSKS]:
     """SKS on a copy of ``template``; ``partners`` are "host port" membership lines."""
     base = Path(tempfile.mkdtemp(prefix="sks", dir="/tmp"))  # short: SKS binds unix sockets
@@ -125,10 +128,12 @@ def running_sks(
     for region in base.glob("var/lib/sks/*/__db.*"):
         region.unlink()  # BerkeleyDB environment regions are rebuilt on open
     hkp_port, recon_port = free_port(), recon_port or free_port()
+    # SKS skips membership entries on its own host name's address: another host gets
+    # its address as its name.
     (base / "etc/sks/sksconf").write_text(
-        "hostname: localhost\n"
-        f"hkp_address: 127.0.0.1\nhkp_port: {hkp_port}\n"
-        f"recon_address: 127.0.0.1\nrecon_port: {recon_port}\n"
+        f"hostname: {'localhost' if host == '127.0.0.1' else host}\n"
+        f"hkp_address: {host}\nhkp_port: {hkp_port}\n"
+        f"recon_address: {host}\nrecon_port: {recon_port}\n"
         "disable_mailsync:\ndisable_log_diffs:\nmembership_reload_interval: 1\n"
         + ("gossip_interval: 0.02\n" if gossip else "dontgossip:\n")
     )
@@ -143,11 +148,11 @@ def running_sks(
         )
         for cmd in ("db", "recon")
     ]
-    client = httpx.Client(base_url=f"http://127.0.0.1:{hkp_port}", timeout=30, trust_env=False)
+    client = httpx.Client(base_url=f"http://{host}:{hkp_port}", timeout=30, trust_env=False)
     try:
         deadline = time.monotonic() + 30
         while True:
-            if _serving(client) and _listening(recon_port):
+            if _serving(client) and _listening(host, recon_port):
                 break
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 logs = "".join(
@@ -155,7 +160,7 @@ def running_sks(
                 )
                 raise RuntimeError(f"sks did not start:\n{logs}")
             time.sleep(0.1)
-        yield RunningSKS(base, hkp_port, recon_port, client)
+        yield RunningSKS(base, hkp_port, recon_port, client, host)
     finally:
         client.close()
         for p in procs:
