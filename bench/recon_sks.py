@@ -29,21 +29,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prometheus_client import CollectorRegistry  # noqa: E402
-from pysequoia import Tsk  # noqa: E402
+from prometheus_client import CollectorRegistry
+from pysequoia import Tsk
+from tests.protocols.test_sks_digest import KEYRING, KNOWN_DIFFERENT, _slice
+from tests.recon.conftest import free_port_on, load, stored_digests
+from tests.support.server import LiveServer
+from tests.support.sks import RunningSKS, build_sks, running_sks
 
-from attester.config import Settings, load_settings  # noqa: E402
-from attester.openpgp import sks_digest  # noqa: E402
-from attester.recon.service import Report  # noqa: E402
-from attester.service.core import Core  # noqa: E402
-from attester.service.recon import recon_service  # noqa: E402
-from attester.store.db import open_database  # noqa: E402
-from tests.recon.conftest import free_port_on, load, stored_digests  # noqa: E402
-from tests.protocols.test_sks_digest import KEYRING, KNOWN_DIFFERENT, _slice  # noqa: E402
-from tests.support.server import LiveServer  # noqa: E402
-from tests.support.sks import RunningSKS, build_sks, running_sks  # noqa: E402
-from attester.openpgp._keys import fingerprint_of  # noqa: E402
-from attester.openpgp._packets import split_packets  # noqa: E402
+from attester.config import Settings, load_settings
+from attester.openpgp import sks_digest
+from attester.openpgp._keys import fingerprint_of
+from attester.openpgp._packets import split_packets
+from attester.recon.service import Report
+from attester.service.core import Core
+from attester.service.recon import recon_service
+from attester.store.db import open_database
 
 
 def synchronize(sks: RunningSKS) -> None:
