@@ -8,6 +8,7 @@ import os
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, insert, select, update
@@ -172,3 +173,57 @@ def test_rebuild_streams_the_tree_and_check_finds_damage(db: Database) -> None:
     assert summary.elements == len(held) == sum(done)
     _assert_matches(db, held)
     assert tree.nodes([""])[""].svalues != before.svalues
+
+
+def test_concurrent_writers_keep_one_tree(db: Database) -> None:
+    """Writers on several connections at once (app servers sharing one database): tree
+    updates take turns, none is lost."""
+    import threading
+
+    rng = random.Random(11)
+    batches = [[rng.randbytes(16).hex() for _ in range(120)] for _ in range(6)]
+    errors: list[BaseException] = []
+
+    def write(batch: list[str]) -> None:
+        try:
+            for i in range(0, len(batch), 30):
+                _fake_certs(db, batch[i : i + 30])
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    _assert_matches(db, {d for b in batches for d in b})
+
+
+def test_an_out_of_step_tree_is_rebuilt_and_the_cli_checks_it(
+    core: Core, settings: Settings, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from attester.service.recon import prepare_tree
+    from attester.store.schema import recon_elements
+
+    held = [os.urandom(16).hex() for _ in range(80)]
+    _fake_certs(core.db, held)
+    with core.db.writer.begin() as conn:  # a database from before recon, say
+        conn.execute(delete(recon_nodes))
+        conn.execute(delete(recon_elements))
+    env = {"ATTESTER_DATABASE_URL": settings.database_url, "PATH": os.environ["PATH"]}
+    cli = [sys.executable, "-m", "attester", "recon"]
+    bad = subprocess.run([*cli, "check"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 1 and "80 stored digest(s) missing from the tree" in bad.stdout
+    assert not ReconStore(core.db).in_step()
+    prepare_tree(core)  # what attester serve does on start
+    _assert_matches(core.db, set(held))
+    with core.db.writer.begin() as conn:
+        conn.execute(update(recon_nodes).where(recon_nodes.c.prefix == "").values(size=3))
+    done = subprocess.run([*cli, "rebuild"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0 and "recon tree rebuilt: 80 keys" in done.stdout, done.stderr
+    ok = subprocess.run([*cli, "check"], capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0 and "the recon tree matches the stored keys" in ok.stdout
