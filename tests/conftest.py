@@ -137,3 +137,4 @@ def server(settings: Settings) -> Iterator[LiveServer]:
     """The real ASGI app served by uvicorn on a free loopback port."""
     with LiveServer.start(settings) as live:
         yield live
+

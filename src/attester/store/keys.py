@@ -263,12 +263,9 @@ class KeyStore:
             .group_by(user_ids.c.cert_id)
             .subquery()
         )
-        rows = (
-            select(user_ids.c.wkd_binary)
-            .join(q, q.c.cert_id == user_ids.c.cert_id)
-            .where(user_ids.c.wkd_hash == hash_, at_domain, user_ids.c.wkd_binary.is_not(None))
-            .order_by(q.c.at.desc(), user_ids.c.cert_id.desc())
-        )
+        rows = select(user_ids.c.wkd_binary).join(q, q.c.cert_id == user_ids.c.cert_id).where(
+            user_ids.c.wkd_hash == hash_, at_domain, user_ids.c.wkd_binary.is_not(None)
+        ).order_by(q.c.at.desc(), user_ids.c.cert_id.desc())
         seen: list[bytes] = []
         with self.db.reader.connect() as conn:
             for r in conn.execute(rows):

@@ -191,7 +191,9 @@ Index("ix_cert_origins_peer_fetched", cert_origins.c.peer, cert_origins.c.fetche
 origin_user_ids = Table(
     "origin_user_ids",
     metadata,
-    Column("origin_id", Integer, ForeignKey("cert_origins.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "origin_id", Integer, ForeignKey("cert_origins.id", ondelete="CASCADE"), nullable=False
+    ),
     Column("uid_hash", String(64), nullable=False),  # user_ids.uid_hash of the same user ID
     Column("email", String(254), nullable=True, index=True),
     UniqueConstraint("origin_id", "uid_hash"),
