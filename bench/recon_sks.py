@@ -34,7 +34,7 @@ from pysequoia import Tsk
 from tests.protocols.test_sks_digest import KEYRING, KNOWN_DIFFERENT, _slice
 from tests.recon.conftest import free_port_on, load, stored_digests
 from tests.support.server import LiveServer
-from tests.support.sks import RunningSKS, build_sks, running_sks
+from tests.support.sks import RunningSKS, build_sks, running_sks, sks_free_port
 
 from attester.config import Settings, load_settings
 from attester.openpgp import sks_digest
@@ -124,7 +124,7 @@ def main() -> None:
             lacking = build_sks(debian, tmp / "lacking")
             # SKS <- SKS: the lacking one on 127.0.0.2 (its own host name, so it does
             # not take 127.0.0.1 for itself).
-            a_port, b_port = free_port_on("127.0.0.1"), free_port_on("127.0.0.2")
+            a_port, b_port = sks_free_port("127.0.0.1"), sks_free_port("127.0.0.2")
             with (
                 running_sks(full, partners=[f"127.0.0.2 {b_port}"], recon_port=a_port),
                 running_sks(
@@ -138,7 +138,7 @@ def main() -> None:
                 sks_sks = until(sks_has(b, extra_digests))
             # Attester (lacking) <- SKS (full): we connect, SKS drives, we fetch.
             url = f"sqlite:///{tmp / 'lacking.db'}"
-            s_port = free_port_on("127.0.0.1")
+            s_port = sks_free_port()
             ours = settings_for(url, tmp, f"127.0.0.1:{s_port}")
             load(ours, debian)
             with (
@@ -152,7 +152,7 @@ def main() -> None:
                 assert len(stored_digests(ours)) == len(debian) + n
             # SKS (lacking) <- Attester (full).
             url2 = f"sqlite:///{tmp / 'full.db'}"
-            s_port = free_port_on("127.0.0.1")
+            s_port = sks_free_port()
             theirs = settings_for(url2, tmp, f"127.0.0.1:{s_port}")
             load(theirs, debian + extra)
             with (

@@ -42,6 +42,7 @@ from tests.recon.conftest import (
     Keys,
     attester,
     digests,
+    free_port_on,
     holding,
     load,
     needs_sks,
@@ -49,8 +50,7 @@ from tests.recon.conftest import (
     stored_digests,
     under,
 )
-from tests.support.sks import RunningSKS, build_sks, running_sks, wait_for
-from tests.support.smtp import free_port
+from tests.support.sks import RunningSKS, build_sks, running_sks, sks_free_port, wait_for
 
 pytestmark = [pytest.mark.slow, *needs_sks]
 HOST = "127.0.0.2"
@@ -130,7 +130,7 @@ def test_sks_connects_to_us(
 ) -> None:
     s = scenario(name, keys, sks_drives=False)
     want = digests(s.sks_keys) | digests(s.ours)
-    sks_port = free_port()
+    sks_port = sks_free_port()
     settings = _settings(tmp_path, holding(loaded_db, tmp_path / "a.db", s.ours), sks_port)
     with (
         attester(settings, HOST) as live,
@@ -178,7 +178,7 @@ def test_we_connect_to_sks(
 ) -> None:
     s = scenario(name, keys, sks_drives=True)
     want = digests(s.sks_keys) | digests(s.ours)
-    sks_port = free_port()
+    sks_port = sks_free_port()
     settings = _settings(tmp_path, holding(loaded_db, tmp_path / "a.db", s.ours), sks_port)
     with (
         attester(settings, HOST) as live,  # SKS fetches what it lacks from here
@@ -224,7 +224,7 @@ def test_recon_sync_command_and_filter_mismatch(
 ) -> None:
     """``attester recon sync HOST:PORT`` with SKS's defaults; then our filters differ from
     SKS's, and SKS refuses in its own words, both when we connect and when it does."""
-    sks_port = free_port()
+    sks_port = sks_free_port()
     ours: Sequence[bytes] = keys.debian[5:]
     url = holding(loaded_db, tmp_path / "a.db", ours)
     wrong = _settings(tmp_path, url, sks_port, filters="yminsky.merge")
@@ -280,7 +280,7 @@ def test_two_attesters_and_sks_converge_by_gossip(
         thirds[1] + thirds[2],
     )
     want = digests(d)
-    sks_port, a_port, b_port = free_port(), free_port(), free_port()
+    sks_port, a_port, b_port = sks_free_port(), free_port_on(A), free_port_on(B)
     gossip = {"recon_gossip_seconds": 1.0}
     a = recon_settings(
         holding(loaded_db, tmp_path / "a.db", a_keys),

@@ -11,6 +11,7 @@ connections only from membership addresses, so partners live on 127.0.0.2, 127.0
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import socket
@@ -26,7 +27,6 @@ import httpx
 
 from attester.openpgp import sks_digest
 from tests.support import hashquery
-from tests.support.smtp import free_port
 
 SKS = shutil.which("sks") or "/usr/sbin/sks"
 
@@ -99,6 +99,21 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def sks_free_port(host: str = "127.0.0.1") -> int:
+    """A port SKS can listen on. SKS binds without SO_REUSEADDR, so a port the kernel
+    handed out for an outgoing connection that now lingers in TIME_WAIT (``bind(0)``
+    may return one) makes it exit; ports below the ephemeral range never linger so."""
+    rng = random.Random()
+    while True:
+        port = rng.randint(20000, 30000)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+                return port
+            except OSError:
+                continue
+
+
 def _serving(client: httpx.Client) -> bool:
     try:
         return client.get("/pks/lookup", params={"op": "stats"}).status_code == 200
@@ -127,7 +142,7 @@ def running_sks(
     shutil.copytree(template, base, dirs_exist_ok=True)
     for region in base.glob("var/lib/sks/*/__db.*"):
         region.unlink()  # BerkeleyDB environment regions are rebuilt on open
-    hkp_port, recon_port = free_port(), recon_port or free_port()
+    hkp_port, recon_port = sks_free_port(host), recon_port or sks_free_port(host)
     # SKS skips membership entries on its own host name's address: another host gets
     # its address as its name.
     (base / "etc/sks/sksconf").write_text(
@@ -150,15 +165,17 @@ def running_sks(
     ]
     client = httpx.Client(base_url=f"http://{host}:{hkp_port}", timeout=30, trust_env=False)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             if _serving(client) and _listening(host, recon_port):
                 break
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                exits = [p.poll() for p in procs]
                 logs = "".join(
-                    f.read_text(errors="replace")[-1500:] for f in base.glob("var/log/sks/*.log")
+                    f"--- {f.name}\n{f.read_text(errors='replace')[-1500:]}"
+                    for f in sorted(base.glob("var/log/sks/*.log"))
                 )
-                raise RuntimeError(f"sks did not start:\n{logs}")
+                raise RuntimeError(f"sks did not start (db, recon exit: {exits}):\n{logs}")
             time.sleep(0.1)
         yield RunningSKS(base, hkp_port, recon_port, client, host)
     finally:
