@@ -155,12 +155,22 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
             app.state.attestation = Attestation.build(core, oidc)
             app.state.mail_worker = worker
             app.state.federation = federation
+            app.state.recon = None
+            if settings.recon_peers:
+                # SKS/Hockeypuck reconciliation: listener, gossip, recovery.
+                from attester.service.recon import prepare_tree, recon_service
+
+                await anyio.to_thread.run_sync(prepare_tree, core)
+                app.state.recon = recon_service(core, federation.metrics.registry)
+                await app.state.recon.start()
             loops = [_background(worker.run_forever, "outbox-worker")]
             if federation.mirrors is not None:
                 loops.append(_background(federation.mirrors.run_forever, "mirrors"))
             try:
                 yield
             finally:
+                if app.state.recon is not None:
+                    await app.state.recon.close()
                 if federation.mirrors is not None:
                     federation.mirrors.stop()  # a running round ends after its current key
                 for _, scope in loops:

@@ -130,6 +130,62 @@ class Upstream(_LdapFields):
         return self
 
 
+_SKS_FILTERS = "yminsky.dedup,yminsky.merge"
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` into its parts; ``ValueError`` otherwise."""
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{address!r}: write an IPv6 address in brackets, [::1]:11370")
+    return host, int(port)
+
+
+class ReconPeer(BaseModel):
+    """An SKS or Hockeypuck server reconciled with (``attester.recon``;
+    docs/federation.md, "Reconciliation")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str  # its recon address, host:port (SKS and Hockeypuck listen on 11370)
+    name: str = ""  # shown in metrics and stored as the origin (recon:<name>); the address
+    # Where it answers /pks/hashquery; None: the HTTP port it announces when reconciling.
+    http_port: int | None = Field(None, ge=1, le=65535)
+    filters: str = _SKS_FILTERS  # announced to it; Hockeypuck >= 2.2 wants its own exactly
+    version: str = "1.1.6"  # announced to it; Hockeypuck >= 2.2 wants exactly 1.1.6
+    serve_emails: bool = False  # find its keys by email (SKS peers verify no address)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        split_address(v)
+        return v.strip()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if v and not _UPSTREAM_NAME.match(v):
+            raise ValueError("a peer name is letters, digits, '.', '_' and '-'")
+        return v
+
+    @property
+    def host(self) -> str:
+        return split_address(self.address)[0]
+
+    @property
+    def port(self) -> int:
+        return split_address(self.address)[1]
+
+    @property
+    def label(self) -> str:
+        """Its name, or its address when it has none."""
+        return self.name or self.address
+
+
 # Named in ``upstreams`` by their name alone, or as a table with the name and overrides.
 UPSTREAM_PRESETS: dict[str, dict[str, Any]] = {
     "keys.openpgp.org": {
@@ -236,6 +292,18 @@ class Settings(BaseSettings):
     # --- enterprise: FlowCrypt client configuration per domain ("*": every other domain)
     client_configuration: dict[str, ClientConfiguration] = {}
 
+    # --- SKS reconciliation (docs/federation.md, "Reconciliation")
+    recon_address: str = ""  # listen here (and connect out from here); empty: no listener
+    recon_port: int = Field(11370, ge=0, le=65535)
+    recon_peers: tuple[ReconPeer, ...] = ()
+    recon_http_port: int = Field(0, ge=0, le=65535)  # announced HTTP port; 0: ``port``
+    recon_gossip_seconds: float = Field(60.0, ge=0)  # 0: never start a session
+    recon_timeout_seconds: float = Field(45.0, gt=0)  # every read from a peer
+    recon_session_seconds: float = Field(600.0, gt=0)  # one whole session
+    recon_max_message_bytes: int = Field(1024 * 1024, ge=1024)
+    recon_max_missing: int = Field(20000, ge=1)  # elements learnt as missing per session
+    recon_max_sessions: int = Field(4, ge=1)  # concurrent incoming sessions
+
     # --- logging
     log_level: str = "info"
 
@@ -280,6 +348,21 @@ class Settings(BaseSettings):
         if len(set(names)) != len(names):
             raise ValueError("two upstreams have the same name")
         return out
+
+    @field_validator("recon_peers", mode="before")
+    @classmethod
+    def _recon_peers(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            v = [v]
+        if isinstance(v, list | tuple):
+            labels = [
+                p.label if isinstance(p, ReconPeer) else (p.get("name") or p.get("address"))
+                for p in v
+                if isinstance(p, ReconPeer | dict)
+            ]
+            if len(set(labels)) != len(labels):
+                raise ValueError("two recon peers have the same name or address")
+        return v
 
     @field_validator("base_url")
     @classmethod

@@ -22,7 +22,9 @@ def test_example_loads(example: str, tmp_path: Path) -> None:
     cfg = tmp_path / "attester.toml"
     cfg.write_text(example)
     settings = load_settings(cfg)
-    assert settings.upstreams
+    assert settings.upstreams or settings.recon_peers
+    for p in settings.recon_peers:
+        assert p.host and p.port
     for u in settings.upstreams:
         assert u.url.startswith(("http", "ldap"))
 

@@ -31,15 +31,21 @@ class LiveServer:
 
     @classmethod
     @contextmanager
-    def start(cls, settings: Settings, **app_kwargs: object) -> Iterator[LiveServer]:
-        # Bind first, so links in mails (base_url) can name the real port.
+    def start(
+        cls, settings: Settings, host: str = "127.0.0.1", **app_kwargs: object
+    ) -> Iterator[LiveServer]:
+        # Bind first, so links in mails (base_url) can name the real port. ``host`` may be
+        # another loopback address (127.0.0.2: a second keyserver on this machine).
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port = sock.getsockname()[1]
         if not settings.base_url:
             settings = settings.model_copy(
-                update={"base_url": f"http://127.0.0.1:{port}{settings.path_prefix}"}
+                update={"base_url": f"http://{host}:{port}{settings.path_prefix}"}
             )
+        if settings.recon_peers and not settings.recon_http_port:
+            # Recon peers fetch keys from the HTTP port we announce: this one.
+            settings = settings.model_copy(update={"recon_http_port": port})
         app = create_app(settings, **app_kwargs)  # type: ignore[arg-type]
         config = uvicorn.Config(app, log_level="warning")
         server = uvicorn.Server(config)
@@ -50,7 +56,7 @@ class LiveServer:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("test server did not start")
             time.sleep(0.01)
-        base = f"http://127.0.0.1:{port}{settings.path_prefix}"
+        base = f"http://{host}:{port}{settings.path_prefix}"
         with httpx.Client(base_url=base, timeout=30) as client:
             try:
                 yield cls(app, base, client, settings)

@@ -33,9 +33,10 @@ from attester.config import Settings
 from attester.federation.errors import UpstreamError
 from attester.federation.metrics import Metrics
 from attester.federation.policy import DomainPolicy
-from attester.federation.upstream import Fetched, GuardedUpstream, Lookup, vouched_user_ids
+from attester.federation.upstream import Fetched, GuardedUpstream, Lookup
 from attester.openpgp import CertificateError
 from attester.service.core import Core
+from attester.service.ingest import vouched_user_ids
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery
 from attester.store.views import Origin, OriginKind
 

@@ -22,10 +22,11 @@ from anyio import to_thread
 
 from attester.federation.errors import CircuitOpen, UpstreamError
 from attester.federation.metrics import Metrics
-from attester.federation.upstream import GuardedUpstream, vouched_user_ids
+from attester.federation.upstream import GuardedUpstream
 from attester.openpgp import CertificateError, ParsedCert
 from attester.openpgp.types import Fingerprint
 from attester.service.core import Core
+from attester.service.ingest import vouched_user_ids
 from attester.service.query import FingerprintQuery
 from attester.store.errors import DatabaseUnavailable
 from attester.store.views import Origin, OriginKind

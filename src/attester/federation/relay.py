@@ -27,10 +27,10 @@ from attester.federation.breaker import CircuitBreaker
 from attester.federation.errors import UpstreamError
 from attester.federation.ldap import LdapUpstream
 from attester.federation.metrics import Metrics
-from attester.federation.upstream import vouched_user_ids
 from attester.openpgp import ParsedCert, armor, publishable
 from attester.openpgp.types import Email
 from attester.service.errors import NotFound, RateLimited, Unavailable
+from attester.service.ingest import vouched_user_ids
 from attester.service.query import EmailQuery
 
 log = logging.getLogger("attester.federation")

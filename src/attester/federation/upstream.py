@@ -114,12 +114,6 @@ def _mismatch(query: Lookup, cert: ParsedCert) -> Refusal | None:
     return None
 
 
-def vouched_user_ids(cert: ParsedCert) -> list[bytes]:
-    """The user IDs an upstream published with a certificate: every valid, unrevoked one
-    it sent (a VKS server sends only those it verified)."""
-    return [u.raw for u in cert.user_ids if not u.revoked]
-
-
 @contextmanager
 def _mapped(name: str) -> Iterator[None]:
     """The one place ``httpx`` exceptions become federation errors."""

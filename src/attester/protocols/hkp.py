@@ -159,6 +159,8 @@ async def _hget(core: Core, digest: str) -> Response:
 
 async def _stats(request: Request, core: Core, p: _Lookup) -> Response:
     counts = await run_in_threadpool(core.stats)
+    recon = getattr(request.app.state, "recon", None)
+    peers: list[dict[str, object]] = recon.stats() if recon is not None else []
     if p.machine or p.json:
         body = {
             "software": "Attester",
@@ -166,7 +168,7 @@ async def _stats(request: Request, core: Core, p: _Lookup) -> Response:
             "total": counts["keys"],
             "published_addresses": counts["published_addresses"],
             "text_search": core.settings.hkp_text_search,
-            "peers": [],
+            "peers": peers,  # SKS/Hockeypuck reconciliation partners
         }
         return Response(json.dumps(body), media_type="application/json", headers=_CORS)
     keys, addresses = counts["keys"], counts["published_addresses"]
@@ -175,7 +177,8 @@ async def _stats(request: Request, core: Core, p: _Lookup) -> Response:
         "message.html",
         heading="Server statistics",
         message=f"Attester {__version__}: {keys} key{'' if keys == 1 else 's'}, "
-        f"{addresses} published address{'' if addresses == 1 else 'es'}.",
+        f"{addresses} published address{'' if addresses == 1 else 'es'}."
+        + (f" Recon peers: {', '.join(str(x['reconAddr']) for x in peers)}." if peers else ""),
     )
     response.headers.update(_CORS)
     return response
@@ -373,8 +376,10 @@ async def hashquery(request: Request) -> Response:
     core: Core = request.app.state.core
     peers = request.app.state.settings.sync_peers
     client = request.client.host if request.client else ""
-    if "*" not in peers and client not in peers:
-        # Full certificates carry unverified addresses: only configured sync peers get them.
+    recon = getattr(request.app.state, "recon", None)
+    if "*" not in peers and client not in peers and not (recon and recon.is_partner(client)):
+        # Full certificates carry unverified addresses: only configured sync peers (and
+        # recon peers) get them.
         return error_response(403, "hashquery is only open to this server's sync peers.")
     try:
         digests = parse_hashquery(await read_body(request))

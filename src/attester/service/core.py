@@ -78,7 +78,8 @@ class Core:
             raise BadRequest("text search is not supported here")
         found, peers = self._stored(query)
         if not found:
-            mirrored = any(c.origin.kind is OriginKind.MIRROR for c in peers)
+            # A mirrored or reconciled copy answers: no upstream is asked.
+            mirrored = any(c.origin.kind in (OriginKind.MIRROR, OriginKind.RECON) for c in peers)
             if self.upstreams is not None and not mirrored and self.upstreams.ask(query):
                 found, peers = self._stored(query)
             found = found or peers

@@ -42,6 +42,12 @@ class Merged:
     cert: ParsedCert  # the certificate as stored now
 
 
+def vouched_user_ids(cert: ParsedCert) -> list[bytes]:
+    """The user IDs a peer published with a certificate: every valid, unrevoked one it
+    sent (a VKS server sends only those it verified)."""
+    return [u.raw for u in cert.user_ids if not u.revoked]
+
+
 class Ingest:
     def __init__(self, publication: Publication, limits: Limits) -> None:
         self.publication = publication
@@ -62,14 +68,13 @@ class Ingest:
                 return Merged(ImportResult.NEW, cert_id, incoming)
             row = tx.lock(fpr)  # lost a race with another writer: merge into theirs
             assert row is not None
-        cert_id, stored = row
-        merged = merge(stored, incoming.data, self.limits)
-        if merged.data == stored:
-            return Merged(ImportResult.UNCHANGED, cert_id, merged)
-        tx.update_cert(cert_id, merged, now)
-        tx.sync_components(cert_id, merged)
-        self.publication.refresh(tx, cert_id, merged, now)
-        return Merged(ImportResult.UPDATED, cert_id, merged)
+        merged = merge(row.data, incoming.data, self.limits)
+        if merged.data == row.data:
+            return Merged(ImportResult.UNCHANGED, row.id, merged)
+        tx.update_cert(row, merged, now)
+        tx.sync_components(row.id, merged)
+        self.publication.refresh(tx, row.id, merged, now)
+        return Merged(ImportResult.UPDATED, row.id, merged)
 
     def from_peer(
         self,
@@ -105,4 +110,4 @@ class Ingest:
         row = tx.lock(fpr)
         if row is None:
             return None
-        return row[0], parse_certificate(row[1], self.limits)
+        return row.id, parse_certificate(row.data, self.limits)

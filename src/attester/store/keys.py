@@ -203,4 +203,6 @@ class KeyStore:
     def write(self) -> Iterator[WriteTx]:
         """One transaction; commits when the block ends, rolls back if it raises."""
         with self.db.write() as conn:
-            yield WriteTx(conn)
+            tx = WriteTx(conn)
+            yield tx
+            tx.recon.apply()  # the recon tree follows certs.digest, once per transaction

@@ -30,6 +30,7 @@ class OriginKind(enum.StrEnum):
     LOCAL = "local"  # this server's own users and operator
     UPSTREAM = "upstream"  # fetched from an upstream on a local miss
     MIRROR = "mirror"  # imported from a peer's dump, or refreshed by pull mirroring
+    RECON = "recon"  # learnt from an SKS/Hockeypuck peer by set reconciliation
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,19 @@ from attester.openpgp.types import Email, Fingerprint
 from attester.openpgp.wkd import wkd_hash
 from attester.store.origins import OriginTx
 from attester.store.outbox import Outbox
+from attester.store.recon import ReconTx
 from attester.store.schema import audit_log, certs, key_ids, user_ids
 from attester.store.tokens import Tokens
 from attester.store.views import AttestedBy, uid_hash
+
+
+@dataclass(frozen=True)
+class LockedCert:
+    """A stored certificate's row, locked until the transaction ends."""
+
+    id: int
+    data: bytes
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -46,17 +56,20 @@ class WriteTx:
         self.tokens = Tokens(conn)
         self.outbox = Outbox(conn)
         self.origins = OriginTx(conn)
+        # The recon prefix tree follows certs.digest: every write of a digest tells it, and
+        # KeyStore.write applies the changes once, last in the transaction.
+        self.recon = ReconTx(conn)
 
     # ---- certificates
-    def lock(self, fpr: Fingerprint) -> tuple[int, bytes] | None:
-        """The stored certificate's id and data, locked until the transaction ends:
-        concurrent merges into one certificate take turns. (On SQLite the transaction
-        already holds the database's write lock since BEGIN IMMEDIATE.)"""
-        q = select(certs.c.id, certs.c.data).where(certs.c.fingerprint == fpr.hex)
+    def lock(self, fpr: Fingerprint) -> LockedCert | None:
+        """The stored certificate, locked until the transaction ends: concurrent merges
+        into one certificate take turns. (On SQLite the transaction already holds the
+        database's write lock since BEGIN IMMEDIATE.)"""
+        q = select(certs.c.id, certs.c.data, certs.c.digest).where(certs.c.fingerprint == fpr.hex)
         if self._pg:
             q = q.with_for_update()
         row = self.conn.execute(q).first()
-        return (int(row[0]), bytes(row[1])) if row else None
+        return LockedCert(int(row[0]), bytes(row[1]), row[2]) if row else None
 
     def insert_cert(self, cert: ParsedCert, source: str, now: datetime) -> int | None:
         """Store a new certificate (its forms are written by ``write_forms``); None when
@@ -72,12 +85,17 @@ class WriteTx:
         created = self.conn.execute(
             ins.on_conflict_do_nothing(index_elements=["fingerprint"]).returning(certs.c.id)
         ).first()
-        return int(created[0]) if created is not None else None
+        if created is None:
+            return None
+        self.recon.change(added=cert.digest)
+        return int(created[0])
 
-    def update_cert(self, cert_id: int, cert: ParsedCert, now: datetime) -> None:
+    def update_cert(self, locked: LockedCert, cert: ParsedCert, now: datetime) -> None:
+        """Replace the locked certificate's data with ``cert`` (the same primary key)."""
         self.conn.execute(
-            update(certs).where(certs.c.id == cert_id).values(**_cert_values(cert), updated=now)
+            update(certs).where(certs.c.id == locked.id).values(**_cert_values(cert), updated=now)
         )
+        self.recon.change(removed=locked.digest, added=cert.digest)
 
     def sync_components(self, cert_id: int, c: ParsedCert) -> None:
         """Key ids and user IDs of the certificate as ``c`` has them. User IDs are kept

@@ -19,11 +19,11 @@ from typing import IO
 
 from attester.federation.dumps.reader import DumpCert, DumpReader
 from attester.federation.errors import DumpUnreadable
-from attester.federation.upstream import vouched_user_ids
 from attester.openpgp import CertificateError, ParsedCert, Rejected, parse_keyring
 from attester.service.core import Core
 from attester.service.errors import ServiceError
 from attester.service.imports import Imports, ImportSummary
+from attester.service.ingest import vouched_user_ids
 from attester.store.views import Origin, OriginKind
 
 
