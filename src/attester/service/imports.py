@@ -64,12 +64,15 @@ class Imports:
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
             now = self.core.clock()
+            for item in batch:
+                if isinstance(item, Rejected):
+                    summary.reject(item.reason)
+            certs = [c for c in batch if not isinstance(c, Rejected)]
             with self.core.store.write() as tx:
-                for item in batch:
-                    if isinstance(item, Rejected):
-                        summary.reject(item.reason)
+                for merged in self.core.ingest.merge_many(tx, certs, source, now):
+                    if isinstance(merged, CertificateError):
+                        summary.reject(str(merged))
                         continue
-                    merged = self.core.ingest.merge(tx, item, source, now)
                     summary.count(merged.result)
                     if attest_emails:
                         done = self.core.publication.publish(

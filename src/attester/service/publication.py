@@ -38,6 +38,11 @@ class Publication:
         """A stored certificate, parsed again (write paths only: attestation changes)."""
         return parse_certificate(tx.cert_data(cert_id), self.limits)
 
+    @staticmethod
+    def identity_free(cert: ParsedCert) -> str:
+        """The form served for a certificate with nothing published (a new one)."""
+        return armor(publishable(cert, ()))
+
     def refresh(self, tx: WriteTx, cert_id: int, cert: ParsedCert, now: datetime) -> None:
         """Apply invariants 1-4 to the stored certificate ``cert_id``, which is ``cert``."""
         rows = tx.user_id_rows(cert_id)
@@ -60,7 +65,7 @@ class Publication:
         raws = {r.raw for r in published}
         tx.write_forms(
             cert_id,
-            armor(publishable(cert, ())),
+            self.identity_free(cert),
             armor(publishable(cert, raws)) if raws else None,
             {r.id: wkd_forms[r.email] for r in published if r.email},
         )

@@ -8,7 +8,7 @@ user IDs are published, what each form holds) is the service's (``attester.servi
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from attester.openpgp import ParsedCert
+from attester.openpgp import ParsedCert, UserIDInfo
 from attester.openpgp.types import Email, Fingerprint
 from attester.openpgp.wkd import wkd_hash
 from attester.store.origins import OriginTx
@@ -25,6 +25,8 @@ from attester.store.recon import ReconTx
 from attester.store.schema import audit_log, certs, key_ids, user_ids
 from attester.store.tokens import Tokens
 from attester.store.views import AttestedBy, uid_hash
+
+_CHUNK = 500  # rows per multi-row statement (SQLite allows 32766 bound values)
 
 
 @dataclass(frozen=True)
@@ -65,77 +67,105 @@ class WriteTx:
         """The stored certificate, locked until the transaction ends: concurrent merges
         into one certificate take turns. (On SQLite the transaction already holds the
         database's write lock since BEGIN IMMEDIATE.)"""
-        q = select(certs.c.id, certs.c.data, certs.c.digest).where(certs.c.fingerprint == fpr.hex)
-        if self._pg:
-            q = q.with_for_update()
-        row = self.conn.execute(q).first()
-        return LockedCert(int(row[0]), bytes(row[1]), row[2]) if row else None
+        return self.lock_many([fpr]).get(fpr.hex)
 
-    def insert_cert(self, cert: ParsedCert, source: str, now: datetime) -> int | None:
-        """Store a new certificate (its forms are written by ``write_forms``); None when
-        another writer stored the same fingerprint first."""
-        ins = (postgresql.insert if self._pg else sqlite.insert)(certs).values(
-            **_cert_values(cert),
-            source=source,
-            first_seen=now,
-            updated=now,
-            armored_identity_free="",
-            armored_published=None,
-        )
-        created = self.conn.execute(
-            ins.on_conflict_do_nothing(index_elements=["fingerprint"]).returning(certs.c.id)
-        ).first()
-        if created is None:
-            return None
-        self.recon.change(added=cert.digest)
-        return int(created[0])
+    def lock_many(self, fprs: Collection[Fingerprint]) -> dict[str, LockedCert]:
+        """``lock`` for many, by fingerprint (hex); locked in fingerprint order, so two
+        writers locking overlapping batches cannot deadlock."""
+        wanted = sorted({f.hex for f in fprs})
+        out: dict[str, LockedCert] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            q = (
+                select(certs.c.id, certs.c.fingerprint, certs.c.data, certs.c.digest)
+                .where(certs.c.fingerprint.in_(wanted[start : start + _CHUNK]))
+                .order_by(certs.c.fingerprint)
+            )
+            if self._pg:
+                q = q.with_for_update()
+            for r in self.conn.execute(q):
+                out[r.fingerprint] = LockedCert(int(r.id), bytes(r.data), r.digest)
+        return out
+
+    def insert_certs(
+        self, new: Sequence[tuple[ParsedCert, str]], source: str, now: datetime
+    ) -> dict[str, int]:
+        """Store new certificates, each with its identity-free armored form, and their key
+        ids and user IDs: a few statements for the whole batch. Returns the ids by
+        fingerprint (hex); one another writer stored first is left out (merge into it)."""
+        out: dict[str, int] = {}
+        by_fpr = {c.fingerprint.hex: c for c, _ in new}
+        for start in range(0, len(new), _CHUNK):
+            rows = [
+                {
+                    **_cert_values(c),
+                    "source": source,
+                    "first_seen": now,
+                    "updated": now,
+                    "armored_identity_free": identity_free,
+                    "armored_published": None,
+                }
+                for c, identity_free in new[start : start + _CHUNK]
+            ]
+            ins = (postgresql.insert if self._pg else sqlite.insert)(certs).values(rows)
+            created = self.conn.execute(
+                ins.on_conflict_do_nothing(index_elements=["fingerprint"]).returning(
+                    certs.c.id, certs.c.fingerprint
+                )
+            )
+            out.update({r.fingerprint: int(r.id) for r in created})
+        for fpr in out:
+            self.recon.change(added=by_fpr[fpr].digest)
+        self._insert_components({cert_id: by_fpr[fpr] for fpr, cert_id in out.items()})
+        return out
 
     def update_cert(self, locked: LockedCert, cert: ParsedCert, now: datetime) -> None:
-        """Replace the locked certificate's data with ``cert`` (the same primary key)."""
+        """Replace the locked certificate's data with ``cert`` (the same primary key), with
+        its key ids and user IDs: user IDs are kept (with their attestation) when they are
+        still there, added when new."""
         self.conn.execute(
             update(certs).where(certs.c.id == locked.id).values(**_cert_values(cert), updated=now)
         )
         self.recon.change(removed=locked.digest, added=cert.digest)
-
-    def sync_components(self, cert_id: int, c: ParsedCert) -> None:
-        """Key ids and user IDs of the certificate as ``c`` has them. User IDs are kept
-        (with their attestation) when they are still there, added when new."""
-        self.conn.execute(delete(key_ids).where(key_ids.c.cert_id == cert_id))
-        self.conn.execute(
-            insert(key_ids),
-            [
-                {
-                    "cert_id": cert_id,
-                    "fingerprint": k.fingerprint.hex,
-                    "key_id": k.key_id.hex,
-                    "is_primary": k is c.primary,
-                }
-                for k in (c.primary, *c.subkeys)
-            ],
-        )
+        self.conn.execute(delete(key_ids).where(key_ids.c.cert_id == locked.id))
         existing = {
             r.uid_hash: r.id
             for r in self.conn.execute(
-                select(user_ids.c.id, user_ids.c.uid_hash).where(user_ids.c.cert_id == cert_id)
+                select(user_ids.c.id, user_ids.c.uid_hash).where(user_ids.c.cert_id == locked.id)
             )
         }
-        for u in c.user_ids:
+        for u in cert.user_ids:
             h = uid_hash(u.raw)
-            values = {
-                "uid": u.text,
-                "email": u.email.address if u.email else None,
-                "wkd_hash": wkd_hash(u.email.local_part) if u.email else None,
-                "created": u.created,
-                "revoked": u.revoked,
-            }
             if h in existing:
                 self.conn.execute(
-                    update(user_ids).where(user_ids.c.id == existing[h]).values(**values)
+                    update(user_ids)
+                    .where(user_ids.c.id == existing[h])
+                    .values(**_user_id_values(u))
                 )
-            else:
-                self.conn.execute(
-                    insert(user_ids).values(cert_id=cert_id, uid_hash=h, uid_raw=u.raw, **values)
-                )
+        self._insert_components({locked.id: cert}, skip_user_ids=set(existing))
+
+    def _insert_components(
+        self, certs_by_id: Mapping[int, ParsedCert], skip_user_ids: Collection[str] = ()
+    ) -> None:
+        keys = [
+            {
+                "cert_id": cert_id,
+                "fingerprint": k.fingerprint.hex,
+                "key_id": k.key_id.hex,
+                "is_primary": k is c.primary,
+            }
+            for cert_id, c in certs_by_id.items()
+            for k in (c.primary, *c.subkeys)
+        ]
+        uids = [
+            {"cert_id": cert_id, "uid_hash": h, "uid_raw": u.raw, **_user_id_values(u)}
+            for cert_id, c in certs_by_id.items()
+            for u in c.user_ids
+            if (h := uid_hash(u.raw)) not in skip_user_ids
+        ]
+        if keys:
+            self.conn.execute(insert(key_ids), keys)
+        if uids:
+            self.conn.execute(insert(user_ids), uids)
 
     def cert_id(self, fpr: Fingerprint) -> int | None:
         v = self.conn.execute(select(certs.c.id).where(certs.c.fingerprint == fpr.hex)).first()
@@ -253,6 +283,16 @@ class WriteTx:
                 detail=detail,
             )
         )
+
+
+def _user_id_values(u: UserIDInfo) -> dict[str, Any]:
+    return {
+        "uid": u.text,
+        "email": u.email.address if u.email else None,
+        "wkd_hash": wkd_hash(u.email.local_part) if u.email else None,
+        "created": u.created,
+        "revoked": u.revoked,
+    }
 
 
 def _cert_values(c: ParsedCert) -> dict[str, Any]:

@@ -116,18 +116,17 @@ class DumpImporter:
             return
         now = self.core.clock()
         with self.core.store.write() as tx:
-            for cert, digest in parsed:
-                try:
-                    if self.origin is None:
-                        merged = self.core.ingest.merge(tx, cert, "import", now)
-                    else:
-                        merged = self.core.ingest.from_peer(
-                            tx, cert, self.origin, vouched_user_ids(cert), now, digest=digest
-                        )
-                except CertificateError as e:
-                    # The merged certificate would exceed a limit; the stored one stays.
-                    summary.reject(str(e))
-                    continue
+            if self.origin is None:
+                results = self.core.ingest.merge_many(tx, [c for c, _ in parsed], "import", now)
+            else:
+                results = self.core.ingest.from_peer_many(
+                    tx, [(c, vouched_user_ids(c), d) for c, d in parsed], self.origin, now
+                )
+        for merged in results:
+            if isinstance(merged, CertificateError):
+                # The merged certificate would exceed a limit; the stored one stays.
+                summary.reject(str(merged))
+            else:
                 summary.count(merged.result)
 
     def _attest(self, batch: list[DumpCert], summary: DumpSummary) -> None:
