@@ -338,29 +338,40 @@ def _sign_only_key(uid: str) -> str:
         return out.stdout.decode()
 
 
-def test_welcome_message(live: LiveServer, smtp_server: LoopbackSMTPServer) -> None:
+def test_welcome_message(
+    oidc_live: LiveServer, issuer: LocalIssuer, smtp_server: LoopbackSMTPServer
+) -> None:
     key = TestKey.generate("Kim <kim@example.org>")
+    auth = {"Authorization": issuer.bearer(email="kim@example.org")}
+    body = {"email": "kim@example.org", "pubkey": key.armored}
     for path in ("/welcome-message", "/test/welcome"):
-        r = live.client.post(path, json={"email": "kim@example.org", "pubkey": key.armored})
+        r = oidc_live.client.post(path, json=body, headers=auth)
         assert r.status_code == 200
     [mail] = smtp_server.wait_for(1)
     assert mail["To"].addresses[0].addr_spec == "kim@example.org"
-    r = live.client.post(
-        "/welcome-message", json={"email": "kim@example.org", "pubkey": key.armored}
-    )
+    r = oidc_live.client.post("/welcome-message", json=body, headers=auth)
     assert r.json() == {"sent": False}
-    r = live.client.post("/welcome-message", json={"email": "x@example.org", "pubkey": key.armored})
+    other = {"Authorization": issuer.bearer(email="x@example.org")}
+    r = oidc_live.client.post(
+        "/welcome-message", json={"email": "x@example.org", "pubkey": key.armored}, headers=other
+    )
     assert r.status_code == 400 and r.json()["message"] == "This key does not appear valid"
     sign_only = _sign_only_key("Sig <sig@example.org>")
-    r = live.client.post("/welcome-message", json={"email": "sig@example.org", "pubkey": sign_only})
+    r = oidc_live.client.post(
+        "/welcome-message",
+        json={"email": "sig@example.org", "pubkey": sign_only},
+        headers={"Authorization": issuer.bearer(email="sig@example.org")},
+    )
     assert r.status_code == 400 and r.json()["message"] == "This key does not appear valid"
-    assert live.client.post("/welcome-message", content=b"{").status_code == 400
+    assert oidc_live.client.post("/welcome-message", content=b"{").status_code == 400
 
 
-def test_welcome_first_answer_is_sent_true(live: LiveServer) -> None:
+def test_welcome_first_answer_is_sent_true(oidc_live: LiveServer, issuer: LocalIssuer) -> None:
     key = TestKey.generate("Lee <lee@example.org>")
-    r = live.client.post(
-        "/welcome-message", json={"email": "lee@example.org", "pubkey": key.armored}
+    r = oidc_live.client.post(
+        "/welcome-message",
+        json={"email": "lee@example.org", "pubkey": key.armored},
+        headers={"Authorization": issuer.bearer(email="lee@example.org")},
     )
     assert r.json() == {"sent": True}
 

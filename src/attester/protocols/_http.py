@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import unquote
 
 from attester.store.views import StoredCert
 
@@ -22,10 +21,11 @@ def origin_headers(found: Sequence[StoredCert]) -> dict[str, str]:
 
 
 def path_term(raw: str) -> str:
-    """The search term of ``/pub/{term}``: Starlette has percent-decoded the path once; a
-    client that encoded twice (``%2540``) or whose proxy re-encoded still means ``@``.
-    ``unquote`` never turns ``+`` into a space, which FlowCrypt's contract forbids."""
-    term = raw.strip()
-    if "%" in term:
-        term = unquote(term).strip()
-    return term
+    """The search term of ``/pub/{term}`` and the VKS routes, trimmed.
+
+    The server has percent-decoded the path exactly once, as every client encodes it
+    once (FlowCrypt's browser with ``encodeURIComponent``, Android through Retrofit's
+    ``@Path``). Decoding again would read the address ``pct%41x@d`` (sent as
+    ``pct%2541x@d``) as ``pctax@d``: a lookup of someone else's address, and an id token
+    for the real one refused. ``+`` stays ``+`` (FlowCrypt's contract)."""
+    return raw.strip()

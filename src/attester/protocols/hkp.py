@@ -45,8 +45,10 @@ _KEYS_TYPE = "application/pgp-keys; charset=UTF-8"
 _MD5_LEN = 16
 
 
-def error_response(status: int, message: str) -> Response:
-    return PlainTextResponse(message + "\n", status_code=status, headers=_CORS)
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return PlainTextResponse(
+        message + "\n", status_code=status, headers={**_CORS, **(headers or {})}
+    )
 
 
 # ---- GET /pks/lookup
@@ -121,7 +123,7 @@ async def lookup(request: Request) -> Response:
         query = parse_query(p.search, allow_text=True)
         found, uids = await run_in_threadpool(_find, core, query, p.exact, p.op != "get")
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     count = {"X-HKP-Results-Count": str(len(found)), **_CORS, **origin_headers(found)}
     if p.op == "get":
         # ``armored`` is the published form when any identity is attested, else the
@@ -293,7 +295,7 @@ async def add(request: Request) -> Response:
             lambda: service.submit.keyring(keytext, "hkp", request_verify=sends_mail)
         )
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     wake_mailer(request)
     status = 200 if upload.added else 400
     return PlainTextResponse(add_report(upload, sends_mail), status_code=status, headers=_CORS)
@@ -382,7 +384,7 @@ async def hashquery(request: Request) -> Response:
             core.certificates_by_digest, digests, core.settings.hashquery_max_bytes
         )
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     return Response(
         hashquery_body(found),
         media_type="pgp/keys",

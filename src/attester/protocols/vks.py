@@ -120,8 +120,8 @@ async def by_email(request: Request) -> Response:
 # ---- upload and verification
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _vks_status(e: ServiceError) -> int:
@@ -163,7 +163,7 @@ async def upload(request: Request) -> Response:
         data = await read_json(request, "keytext")
         result = await run_in_threadpool(service.submit.upload, data["keytext"].encode("utf-8"))
     except ServiceError as e:
-        return _error(_vks_status(e), e.message)
+        return _error(_vks_status(e), e.message, e.headers)
     if isinstance(result, Submission):
         return JSONResponse(_status_body(result.upload_token, result.fingerprint, result.addresses))
     return JSONResponse([f.hex for f in result])
@@ -198,7 +198,7 @@ async def request_verify(request: Request) -> Response:
         token = data["token"].strip()
         fpr, states = await run_in_threadpool(service.verify.request_with_token, token, emails)
     except ServiceError as e:
-        return _error(_vks_status(e), e.message)
+        return _error(_vks_status(e), e.message, e.headers)
     wake_mailer(request)
     return JSONResponse(_status_body(token, fpr, states))
 

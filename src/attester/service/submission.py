@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from anyio import to_thread
 
-from attester.attestation.oidc import IssuerUnavailable, OIDCError, OIDCVerifier
+from attester.attestation.oidc import OIDCVerifier
 from attester.openpgp import (
     CertificateError,
     ParsedCert,
@@ -26,8 +26,9 @@ from attester.openpgp import (
 from attester.openpgp.types import Email, Fingerprint, KeyID
 from attester.service._parsing import parse_for_address, parse_upload
 from attester.service.core import Core
-from attester.service.errors import BadRequest, NotFound, Unauthorized, Unavailable, input_error
+from attester.service.errors import BadRequest, NotFound, input_error
 from attester.service.ingest import ImportResult
+from attester.service.proof import prove_address
 from attester.service.verification import AddressState, Verification
 from attester.store.tokens import Purpose
 from attester.store.views import AttestedBy
@@ -177,16 +178,7 @@ class Submissions:
     ) -> Fingerprint:
         """Publish the key for the address an OIDC id token proves, replacing a conflicting
         key; no mail round trip."""
-        if self.oidc is None:
-            raise Unauthorized(
-                "This server does not accept id tokens (no OIDC issuer is configured)."
-            )
-        try:
-            identity = await self.oidc.verify(authorization, email)
-        except IssuerUnavailable as e:
-            raise Unavailable(str(e)) from e
-        except OIDCError as e:
-            raise Unauthorized(str(e)) from e
+        identity = await prove_address(self.oidc, authorization, email)
         return await to_thread.run_sync(self._attest_oidc, identity.email, identity.issuer, data)
 
     def _attest_oidc(self, email: Email, issuer: str, data: bytes) -> Fingerprint:
