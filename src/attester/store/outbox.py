@@ -108,10 +108,18 @@ def claim_due(db: Database, now: datetime, lease: timedelta, limit: int = 20) ->
     ]
 
 
+# Once a mail is out (or given up), its bodies go: they hold working verification and
+# management links. What debugging needs stays (kind, recipient, subject, Message-ID,
+# times, attempts, the last error).
+_CLEARED = {"body_text": "", "body_html": ""}
+
+
 def mark_sent(db: Database, mail_id: int, now: datetime) -> None:
     with db.write() as conn:
         conn.execute(
-            update(outbox).where(outbox.c.id == mail_id).values(sent_at=now, last_error=None)
+            update(outbox)
+            .where(outbox.c.id == mail_id)
+            .values(sent_at=now, last_error=None, **_CLEARED)
         )
 
 
@@ -122,6 +130,7 @@ def mark_failed(
     values: dict[str, object] = {"last_error": error[:2000]}
     if retry_at is None:
         values["failed_at"] = now
+        values.update(_CLEARED)
     else:
         values["next_attempt"] = retry_at
     with db.write() as conn:
