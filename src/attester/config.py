@@ -203,6 +203,9 @@ class Settings(BaseSettings):
     hkp_text_search: bool = True
     hkp_add_sends_mail: bool = True
     search_result_limit: int = Field(100, ge=1, le=10000)
+    # Bytes of armor one key answer (HKP op=get, VKS) carries; a text search past it is
+    # refused, other lookups serve what fits.
+    max_answer_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
     wkd_domains: tuple[str, ...] = ("*",)
     wkd_policy_keywords: tuple[str, ...] = ()
     wkd_submission_address: str = ""

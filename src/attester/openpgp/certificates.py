@@ -13,7 +13,8 @@ Every entry point works the same way:
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import base64
+from collections.abc import Collection, Iterable, Iterator
 
 from attester.openpgp._keys import fingerprint_of
 from attester.openpgp._packets import (
@@ -25,6 +26,7 @@ from attester.openpgp._packets import (
     USER_ATTRIBUTE,
     USER_ID,
     RawPacket,
+    dearmor,
     decode,
     encode_packets,
     split_packets,
@@ -267,3 +269,56 @@ def _single(upload: _Input, what: str) -> tuple[list[RawPacket], int]:
 def armor(data: bytes) -> str:
     """``data`` as an ASCII-armored ``PGP PUBLIC KEY BLOCK``, ending in a newline."""
     return _armor(data)
+
+
+def _crc24(data: bytes, crc: int) -> int:
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return crc & 0xFFFFFF
+
+
+def armor_joined(blocks: Iterable[str]) -> Iterator[str]:
+    """Several armored certificates as **one** ``PGP PUBLIC KEY BLOCK`` holding them all,
+    produced piece by piece (an answer is streamed, never built whole).
+
+    Clients built on OpenPGP.js (``readKeys``) read only the first armor block of an
+    answer and drop the rest silently; a keyring in one block is what GnuPG, Sequoia,
+    Hockeypuck and OpenPGP.js all read whole. Only base64 is undone here: no OpenPGP
+    parsing on the request path."""
+    yield "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n"
+    crc = 0xB704CE
+    carry = b""
+    for block in blocks:
+        data = carry + dearmor(block.encode("ascii"))
+        crc = _crc24(data[len(carry) :], crc)
+        cut = len(data) - len(data) % 48  # 48 bytes: one line of 64 base64 characters
+        carry = data[cut:]
+        if cut:
+            yield _lines(data[:cut])
+    if carry:
+        yield _lines(carry)
+    checksum = base64.b64encode(crc.to_bytes(3, "big")).decode()
+    yield f"={checksum}\n-----END PGP PUBLIC KEY BLOCK-----\n"
+
+
+def armor_joined_size(blocks: Iterable[str]) -> int:
+    """How many characters ``armor_joined(blocks)`` yields, for a ``Content-Length``:
+    GnuPG's dirmngr reads no chunked transfer encoding."""
+    n = sum(len(dearmor(b.encode("ascii"))) for b in blocks)
+    full, rest = divmod(n, 48)
+    body = full * 65 + ((4 * -(-rest // 3) + 1) if rest else 0)
+    return (
+        len("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n")
+        + body
+        + len("=XXXX\n-----END PGP PUBLIC KEY BLOCK-----\n")
+    )
+
+
+def _lines(data: bytes) -> str:
+    return "".join(
+        base64.b64encode(data[i : i + 48]).decode() + "\n" for i in range(0, len(data), 48)
+    )

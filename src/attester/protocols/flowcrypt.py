@@ -16,7 +16,7 @@ from attester.http.body import read_body, read_json
 from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
 from attester.openpgp.types import Email, KeyID
-from attester.protocols._http import origin_headers, path_term
+from attester.protocols._http import origin_headers, path_term, within_answer_limit
 from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.service.errors import BadRequest, InvalidQuery, NotFound, ServiceError
@@ -50,7 +50,10 @@ async def get_pub(request: Request) -> Response:
         found = await run_in_threadpool(core.lookup, query)
     except ServiceError as e:
         return error_response(e.status, e.message, e.headers)
-    # One armor block per certificate: a block holding two breaks the browser client.
+    # One armor block per certificate: FlowCrypt's browser reads each block of an answer
+    # as exactly one key (``KeyUtil.parse``: "Found 2 keys, expected one"), so here, unlike
+    # HKP and VKS, a block holding two would lose both.
+    found = within_answer_limit(found, core.settings.max_answer_bytes, text=False)
     body = "\n".join(c.armored_published or c.armored for c in found)
     return PlainTextResponse(body, headers={"Cache-Control": "no-cache", **origin_headers(found)})
 

@@ -29,10 +29,16 @@ from attester import __version__
 from attester.http.body import read_body
 from attester.http.render import page
 from attester.http.state import wake_mailer
-from attester.protocols._http import origin_headers
+from attester.protocols._http import one_block, origin_headers, within_answer_limit
 from attester.service.attestation import Attestation
 from attester.service.core import Core
-from attester.service.errors import BadRequest, InvalidQuery, NotFound, ServiceError, Unsupported
+from attester.service.errors import (
+    BadRequest,
+    InvalidQuery,
+    NotFound,
+    ServiceError,
+    Unsupported,
+)
 from attester.service.query import Query, TextQuery, parse_query
 from attester.service.submission import KeyringUpload
 from attester.service.verification import AddressState
@@ -124,12 +130,21 @@ async def lookup(request: Request) -> Response:
         found, uids = await run_in_threadpool(_find, core, query, p.exact, p.op != "get")
     except ServiceError as e:
         return error_response(e.status, e.message, e.headers)
-    count = {"X-HKP-Results-Count": str(len(found)), **_CORS, **origin_headers(found)}
     if p.op == "get":
+        try:
+            found = within_answer_limit(
+                found, core.settings.max_answer_bytes, text=isinstance(query, TextQuery)
+            )
+        except ServiceError as e:
+            return error_response(e.status, e.message, e.headers)
+        count = {"X-HKP-Results-Count": str(len(found)), **_CORS, **origin_headers(found)}
         # ``armored`` is the published form when any identity is attested, else the
-        # identity-free one; email and text searches only find published forms.
-        body = "".join(c.armored for c in found)
-        return Response(body, media_type=_KEYS_TYPE, headers={"Cache-Control": "no-cache", **count})
+        # identity-free one; email and text searches only find published forms. One
+        # armor block for all of them (OpenPGP.js reads only the first), streamed.
+        return one_block(
+            [c.armored for c in found], _KEYS_TYPE, {"Cache-Control": "no-cache", **count}
+        )
+    count = {"X-HKP-Results-Count": str(len(found)), **_CORS, **origin_headers(found)}
     now = core.clock()
     if p.json:
         return Response(
