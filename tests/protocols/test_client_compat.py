@@ -123,7 +123,7 @@ def test_pub_lookup_of_odd_addresses_as_browser_and_android_send_them(
         browser_get(server, "/pub/" + browser_path(email)),
         android_get(server, "/pub/" + android_path(email)),
     ):
-        status, headers, body = raw_request(server, request)
+        status, _, body = raw_request(server, request)
         assert status == 200, (request, body)
         assert _fingerprints(body) == [published[email].fingerprint]
 
@@ -165,7 +165,9 @@ def test_literal_percent_is_not_decoded_twice(
     [
         # FlowCrypt's own unit test "Attester lookup encodes email path segment"
         # (test/source/tests/browser-unit-tests/unit-Attester.js), as the browser encodes it.
-        browser_path("%2e%2e/ldap-relay?server=attacker.example&search=x@example.com@flowcrypt.test"),
+        browser_path(
+            "%2e%2e/ldap-relay?server=attacker.example&search=x@example.com@flowcrypt.test"
+        ),
         "not-an-address",
         "DEADBEEF",
         "0x123",

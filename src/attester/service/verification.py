@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from attester.openpgp import ParsedCert
@@ -43,10 +43,19 @@ class ConfirmState(enum.Enum):
 
 
 @dataclass(frozen=True)
+class KeySummary:
+    fingerprint: Fingerprint
+    created: datetime
+
+
+@dataclass(frozen=True)
 class TokenView:
     state: ConfirmState
     fingerprint: Fingerprint | None = None
     email: Email | None = None
+    created: datetime | None = None  # of the key the link would publish
+    # Keys confirming would take the address from (the conflict rule): the page says so.
+    replaces: tuple[KeySummary, ...] = ()
 
 
 _CONFIRM_STATES = {
@@ -156,8 +165,21 @@ class Verification:
         return states
 
     def inspect(self, token: str) -> TokenView:
-        """What a verification link would do, without doing it (for the GET page)."""
-        return _view(self.core.store.token(token, Purpose.VERIFY, self.core.clock()))
+        """What a verification link would do, without doing it (for the GET page): which
+        key, and which published keys it would replace."""
+        view = _view(self.core.store.token(token, Purpose.VERIFY, self.core.clock()))
+        if view.state is not ConfirmState.CONFIRMED or not view.fingerprint or not view.email:
+            return view
+        store = self.core.store
+        mine = store.by_fingerprint(view.fingerprint)
+        replaced: tuple[KeySummary, ...] = ()
+        if not self.core.settings.multiple_keys_per_address:
+            replaced = tuple(
+                KeySummary(c.fingerprint, c.created)
+                for c in store.by_email(view.email)
+                if c.fingerprint != view.fingerprint
+            )
+        return replace(view, created=mine[0].created if mine else None, replaces=replaced)
 
     def confirm(self, token: str) -> TokenView:
         """Use a verification token: publish its address on its key (one transaction)."""
