@@ -149,11 +149,18 @@ def _check_limits(packets: list[RawPacket], limits: Limits) -> None:
                 raise LimitExceeded(f"the certificate has more than {limits.max_subkeys} subkeys")
 
 
-def _parse_one(packets: list[RawPacket], limits: Limits, foreign: int = 0) -> ParsedCert:
-    """Steps 3 and 4 for one certificate. Raises a ``CertificateError``."""
-    _check_limits(packets, limits)
+def _parse_one(
+    packets: list[RawPacket], limits: Limits, foreign: int = 0, *, checked: bool = False
+) -> ParsedCert:
+    """Steps 3 and 4 for one certificate. Raises a ``CertificateError``. ``checked``: the
+    parts were checked against the limits already (a merge: stored + upload together
+    would count every component twice)."""
+    if not checked:
+        _check_limits(packets, limits)
     w = walk(packets)
-    stored, trimmed = w.stored_packets(limits.max_signatures_per_component, limits.max_input_bytes)
+    stored, trimmed, unbound = w.stored_packets(
+        limits.max_signatures_per_component, limits.max_input_bytes, limits.max_unbound_components
+    )
     # Canonicalisation can move signatures between components, and what we store must be
     # readable again under the same limits: check the result too.
     _check_limits(stored, limits)
@@ -177,6 +184,11 @@ def _parse_one(packets: list[RawPacket], limits: Limits, foreign: int = 0) -> Pa
         )
     if trimmed:
         ignored.append(f"{trimmed} third-party certification(s) dropped to stay within the limits")
+    if unbound:
+        ignored.append(
+            f"{unbound} user ID(s), attribute(s) or subkey(s) without a self-signature dropped "
+            f"(at most {limits.max_unbound_components} are kept)"
+        )
     return ParsedCert(
         primary=ev.primary,
         subkeys=ev.subkeys,
@@ -235,9 +247,10 @@ def merge(stored: bytes, incoming: bytes, limits: Limits = Limits()) -> ParsedCe
         raise FingerprintMismatch(
             f"the upload is certificate {_name(new_packets)}, not {_name(old_packets)}"
         )
-    # The upload on its own must respect the limits; the merged result is checked again.
+    # The upload on its own must respect the limits; the merged result is checked again
+    # (after canonicalisation: stored + upload side by side count every component twice).
     _check_limits(new_packets, limits)
-    return _parse_one(_combine([old_packets, new_packets]), limits, foreign)
+    return _parse_one(_combine([old_packets, new_packets]), limits, foreign, checked=True)
 
 
 def publishable(cert: ParsedCert, attested: Collection[bytes]) -> bytes:

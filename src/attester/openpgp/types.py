@@ -89,7 +89,7 @@ _LOCAL_OK = re.compile(r"^[^\s@<>()\[\]\\,;:\"]+$")
 _HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp", "Zs"})
 
 
-def has_hidden(text: str) -> bool:
+def _has_hidden(text: str) -> bool:
     """Whether ``text`` holds a control, invisible or separator character."""
     return any(unicodedata.category(ch) in _HIDDEN for ch in text)
 
@@ -115,7 +115,7 @@ class Email:
             t = t[1:-1].strip()
         if len(t) > cls.MAX_LENGTH:
             raise InvalidEmail("the email address is longer than 254 characters")
-        if has_hidden(t):
+        if _has_hidden(t):
             raise InvalidEmail("the email address contains a control, invisible or space character")
         local, sep, domain = t.rpartition("@")
         if not sep or not local or not domain:

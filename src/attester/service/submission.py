@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from anyio import to_thread
 
@@ -27,11 +27,12 @@ from attester.openpgp.types import Email, Fingerprint, KeyID
 from attester.service._parsing import parse_for_address, parse_upload
 from attester.service.core import Core
 from attester.service.errors import BadRequest, NotFound, input_error
-from attester.service.ingest import ImportResult
+from attester.service.ingest import ImportResult, Merged
 from attester.service.proof import prove_address
 from attester.service.verification import AddressState, Verification
 from attester.store.tokens import Purpose
 from attester.store.views import AttestedBy
+from attester.store.writes import WriteTx
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,14 @@ class Submissions:
         self.oidc = oidc
         self.upload_ttl = timedelta(seconds=core.settings.upload_token_seconds)
 
+    def _merge(self, tx: WriteTx, cert: ParsedCert, source: str, now: datetime) -> Merged:
+        """``Ingest.merge``, its refusal (the merged key would exceed a limit) as the
+        upload's error: a 400 with the limit's sentence, never a 500."""
+        try:
+            return self.core.ingest.merge(tx, cert, source, now)
+        except CertificateError as e:
+            raise input_error(e) from e
+
     def submit(self, data: bytes, source: str = "upload") -> Submission:
         """Merge an uploaded certificate and report each address's state; sends nothing."""
         return self._submit(parse_upload(data, self.core.settings.limits), source)
@@ -92,12 +101,12 @@ class Submissions:
             return self._submit(certs[0], source)
         now = self.core.clock()
         with self.core.store.write() as tx:
-            return [self.core.ingest.merge(tx, c, source, now).cert.fingerprint for c in certs]
+            return [self._merge(tx, c, source, now).cert.fingerprint for c in certs]
 
     def _submit(self, cert: ParsedCert, source: str) -> Submission:
         now = self.core.clock()
         with self.core.store.write() as tx:
-            merged = self.core.ingest.merge(tx, cert, source, now)
+            merged = self._merge(tx, cert, source, now)
             token = tx.tokens.issue(Purpose.UPLOAD, cert.fingerprint, None, now, self.upload_ttl)
             states = self.verification.states(tx, merged.cert_id, merged.cert, now)
         return Submission(merged.cert.fingerprint, merged.cert.revoked, states, token, merged.cert)
@@ -109,7 +118,7 @@ class Submissions:
         cert = parse_for_address(email, data, self.core.settings.limits)
         now = self.core.clock()
         with self.core.store.write() as tx:
-            merged = self.core.ingest.merge(tx, cert, "upload", now)
+            merged = self._merge(tx, cert, "upload", now)
             if email in tx.published_emails(merged.cert_id):
                 return SubmitOutcome.PUBLISHED
             sent = self.verification.send(tx, merged.cert, email, now)
@@ -126,7 +135,7 @@ class Submissions:
                 raise NotFound(
                     f"No key with key id {kid} is stored; submit it for an address first."
                 )
-            self.core.ingest.merge(tx, cert, "upload", now)
+            self._merge(tx, cert, "upload", now)
 
     # ---- keyring uploads (HKP /pks/add)
     def keyring(
@@ -148,15 +157,15 @@ class Submissions:
                 continue
             try:
                 added.append(self._add_one(item, source, request_verify))
-            except CertificateError as e:
+            except BadRequest as e:
                 # The merged certificate would exceed a limit; the stored one stays as it is.
-                rejected.append(Rejected(str(e), item.fingerprint))
+                rejected.append(Rejected(e.message, item.fingerprint))
         return KeyringUpload(tuple(added), tuple(rejected))
 
     def _add_one(self, cert: ParsedCert, source: str, request_verify: bool) -> Added:
         now = self.core.clock()
         with self.core.store.write() as tx:
-            merged = self.core.ingest.merge(tx, cert, source, now)
+            merged = self._merge(tx, cert, source, now)
             states = self.verification.states(tx, merged.cert_id, merged.cert, now)
             mailed: list[Email] = []
             for email, state in states.items():
@@ -185,7 +194,7 @@ class Submissions:
         cert = parse_for_address(email, data, self.core.settings.limits)
         now = self.core.clock()
         with self.core.store.write() as tx:
-            merged = self.core.ingest.merge(tx, cert, "upload", now)
+            merged = self._merge(tx, cert, "upload", now)
             self.core.publication.publish(
                 tx,
                 merged.cert_id,
