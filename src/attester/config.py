@@ -198,6 +198,11 @@ class Settings(BaseSettings):
     manage_token_seconds: int = Field(3600, ge=60)
     upload_token_seconds: int = Field(3600, ge=60)
     mail_rate_window_seconds: int = Field(3600, ge=0)
+    # Verification mails per window: per mailbox (sub-addresses folded), per key, and
+    # per request (one /pks/add of a keyring); one per (address, key) always.
+    mail_per_mailbox_limit: int = Field(3, ge=1)
+    mail_per_key_limit: int = Field(10, ge=1)
+    mail_per_request_limit: int = Field(10, ge=1)
     multiple_keys_per_address: bool = False
 
     # --- OIDC

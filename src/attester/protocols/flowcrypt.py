@@ -82,12 +82,17 @@ async def post_pub(request: Request) -> Response:
     except ServiceError as e:
         return error_response(e.status, e.message, e.headers)
     wake_mailer(request)
+    # Whether this mail went out now or earlier in the window, the answer is the same: a
+    # valid link for this key is in the inbox, and nobody learns of pending verifications.
+    sent = (
+        f"A confirmation email was sent to {email} for this key. Your key will be "
+        "published for that address once you follow the link in it (one such email per "
+        "key and address is sent per hour)."
+    )
     text = {
         SubmitOutcome.PUBLISHED: f"Your public key for {email} was updated.",
-        SubmitOutcome.MAIL_SENT: f"A confirmation email was sent to {email}. Your key will be "
-        "published for that address once you follow the link in it.",
-        SubmitOutcome.MAIL_PENDING: f"A confirmation email was already sent to {email} "
-        "recently. Please follow the link in it to publish your key.",
+        SubmitOutcome.MAIL_SENT: sent,
+        SubmitOutcome.MAIL_PENDING: sent,
     }[outcome]
     return PlainTextResponse(text)
 

@@ -313,7 +313,12 @@ async def add(request: Request) -> Response:
         return error_response(e.status, e.message, e.headers)
     wake_mailer(request)
     status = 200 if upload.added else 400
-    return PlainTextResponse(add_report(upload, sends_mail), status_code=status, headers=_CORS)
+    headers = dict(_CORS)
+    if sends_mail and any(a.limited for a in upload.added):
+        # Keys were stored, but a mail limit held some verification mails back.
+        status = 429
+        headers["Retry-After"] = str(max(1, request.app.state.settings.mail_rate_window_seconds))
+    return PlainTextResponse(add_report(upload, sends_mail), status_code=status, headers=headers)
 
 
 def add_report(upload: KeyringUpload, sends_mail: bool) -> str:
@@ -327,21 +332,16 @@ def add_report(upload: KeyringUpload, sends_mail: bool) -> str:
                 out.append(f"  {email}: published.")
             elif state is AddressState.REVOKED:
                 out.append(f"  {email}: revoked, not published.")
-            elif email in a.mailed:
+            elif email in a.mailed or state is AddressState.PENDING:
+                # The same words whether the mail went out now or earlier in the window.
                 out.append(
-                    f"  {email}: a verification email was sent; the address is published "
-                    "once the link in it is followed."
-                )
-            elif state is AddressState.PENDING:
-                out.append(
-                    f"  {email}: a verification email was sent recently; follow the link in "
-                    "it to publish the address."
+                    f"  {email}: a verification email was sent for this key; the address "
+                    "is published once the link in it is followed."
                 )
             elif sends_mail:
-                # The address got a verification mail for another key within the window.
                 out.append(
-                    f"  {email}: not published; a verification email went to this address "
-                    "recently, please upload again later."
+                    f"  {email}: not published; no verification email was sent: "
+                    f"{a.limited.get(email, 'too many were sent recently')}"
                 )
             else:
                 out.append(

@@ -26,7 +26,7 @@ from attester.openpgp import (
 from attester.openpgp.types import Email, Fingerprint, KeyID
 from attester.service._parsing import parse_for_address, parse_upload
 from attester.service.core import Core
-from attester.service.errors import BadRequest, NotFound, input_error
+from attester.service.errors import BadRequest, NotFound, RateLimited, input_error
 from attester.service.ingest import ImportResult, Merged
 from attester.service.proof import prove_address
 from attester.service.verification import AddressState, Verification
@@ -58,7 +58,8 @@ class Added:
     result: ImportResult
     revoked: bool
     addresses: dict[Email, AddressState]
-    mailed: tuple[Email, ...]  # verification mails this upload queued
+    mailed: tuple[Email, ...]  # verification mails this upload queued (or that are out)
+    limited: dict[Email, str] = field(default_factory=dict)  # addresses a limit held back
 
 
 @dataclass(frozen=True)
@@ -151,34 +152,54 @@ class Submissions:
             raise input_error(e) from e
         added: list[Added] = []
         rejected: list[Rejected] = []
+        budget = [self.core.settings.mail_per_request_limit]  # mails this request may queue
         for item in items:
             if isinstance(item, Rejected):
                 rejected.append(item)
                 continue
             try:
-                added.append(self._add_one(item, source, request_verify))
+                added.append(self._add_one(item, source, request_verify, budget))
             except BadRequest as e:
                 # The merged certificate would exceed a limit; the stored one stays as it is.
                 rejected.append(Rejected(e.message, item.fingerprint))
         return KeyringUpload(tuple(added), tuple(rejected))
 
-    def _add_one(self, cert: ParsedCert, source: str, request_verify: bool) -> Added:
+    def _add_one(
+        self, cert: ParsedCert, source: str, request_verify: bool, budget: list[int]
+    ) -> Added:
         now = self.core.clock()
         with self.core.store.write() as tx:
             merged = self._merge(tx, cert, source, now)
             states = self.verification.states(tx, merged.cert_id, merged.cert, now)
             mailed: list[Email] = []
+            limited: dict[Email, str] = {}
             for email, state in states.items():
                 if not request_verify or state not in (
                     AddressState.UNPUBLISHED,
                     AddressState.PENDING,
                 ):
                     continue
-                if self.verification.send(tx, merged.cert, email, now):
-                    states[email] = AddressState.PENDING
-                    mailed.append(email)
+                if budget[0] <= 0:
+                    limited[email] = (
+                        f"one upload sends at most {self.core.settings.mail_per_request_limit} "
+                        "verification emails; upload this key again on its own."
+                    )
+                    continue
+                try:
+                    if self.verification.send(tx, merged.cert, email, now):
+                        budget[0] -= 1
+                except RateLimited as e:
+                    limited[email] = e.message
+                    continue
+                states[email] = AddressState.PENDING
+                mailed.append(email)
         return Added(
-            merged.cert.fingerprint, merged.result, merged.cert.revoked, states, tuple(mailed)
+            merged.cert.fingerprint,
+            merged.result,
+            merged.cert.revoked,
+            states,
+            tuple(mailed),
+            limited,
         )
 
     # ---- OIDC

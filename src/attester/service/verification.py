@@ -19,7 +19,7 @@ from attester.openpgp import ParsedCert
 from attester.openpgp.types import Email, Fingerprint
 from attester.service._parsing import valid_emails
 from attester.service.core import Core
-from attester.service.errors import BadRequest, Gone, NotFound
+from attester.service.errors import BadRequest, Gone, NotFound, RateLimited
 from attester.store.tokens import Purpose, TokenInfo, TokenState
 from attester.store.views import AttestedBy
 from attester.store.writes import WriteTx
@@ -66,6 +66,18 @@ _CONFIRM_STATES = {
 }
 
 
+def _minutes(d: timedelta) -> str:
+    m = max(1, round(d.total_seconds() / 60))
+    return f"{m} minute{'' if m == 1 else 's'}"
+
+
+def _retry(oldest: datetime | None, window: timedelta, now: datetime) -> timedelta:
+    """When the oldest mail counted leaves the window."""
+    if oldest is None:
+        return window
+    return max(timedelta(seconds=1), oldest + window - now)
+
+
 def _view(info: TokenInfo) -> TokenView:
     return TokenView(_CONFIRM_STATES[info.state], info.fingerprint, info.email)
 
@@ -96,11 +108,40 @@ class Verification:
         return states
 
     def send(self, tx: WriteTx, cert: ParsedCert, email: Email, now: datetime) -> bool:
-        """Queue a verification mail for the address on this key; False when one went to
-        the address within the rate-limit window."""
+        """Queue a verification mail for the address on this key. False when a link for
+        this very key and address went out within the rate-limit window and is unused:
+        it is still the one to follow, and the caller answers exactly as for a new mail
+        (whether someone else's verification is pending is nobody's business).
+
+        Limits (each a setting; docs/security.md), counted in the outbox and token tables,
+        so they hold across app servers and restarts: one mail per (address, key) per
+        window; ``mail_per_mailbox_limit`` verification mails per mailbox (sub-addresses
+        folded) and ``mail_per_key_limit`` per key per window. Past one: ``RateLimited``
+        with when to retry.
+        """
+        s = self.core.settings
         tx.lock_address(email)
-        if tx.outbox.sent_recently("verify", email, now - self.window):
+        since = now - self.window
+        if self.window and tx.tokens.issued_since(Purpose.VERIFY, cert.fingerprint, email, since):
             return False
+        if self.window:
+            n, oldest = tx.outbox.to_mailbox(("verify",), email, since)
+            if n >= s.mail_per_mailbox_limit:
+                raise RateLimited(
+                    f"No confirmation email was sent to {email}: its mailbox got "
+                    f"{n} within the last {_minutes(self.window)}, the most this server "
+                    f"sends. Try again in {_minutes(_retry(oldest, self.window, now))}.",
+                    int(_retry(oldest, self.window, now).total_seconds()),
+                )
+            if tx.tokens.issued_since(Purpose.VERIFY, cert.fingerprint, None, since) >= (
+                s.mail_per_key_limit
+            ):
+                raise RateLimited(
+                    f"No confirmation email was sent to {email}: this key had "
+                    f"{s.mail_per_key_limit} sent within the last {_minutes(self.window)}, "
+                    "the most this server sends per key. Try again later.",
+                    int(self.window.total_seconds()),
+                )
         token = tx.tokens.issue(Purpose.VERIFY, cert.fingerprint, email, now, self.ttl)
         self.core.mails.queue(
             tx,
