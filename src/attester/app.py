@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
@@ -24,6 +24,7 @@ from attester.attestation.mail import transport_from_url
 from attester.attestation.oidc import OIDCSettings, OIDCVerifier
 from attester.config import Settings
 from attester.federation import Federation
+from attester.http import redact
 from attester.protocols import fes, flowcrypt, hkp, vks, wkd
 from attester.service.attestation import Attestation
 from attester.service.client_config import ClientConfigurations
@@ -90,6 +91,13 @@ def _unavailable(settings: Settings) -> Callable[[Request, Exception], Awaitable
     return handle
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that closed the connection in the middle of its body: one line, no
+    traceback (nobody is left to read the answer; uvicorn drops it)."""
+    log.info("client went away during the body of %s %s", request.method, request.url.path[:80])
+    return Response(status_code=400)
+
+
 async def _metrics(request: Request) -> Response:
     """Prometheus metrics (upstream latency, errors, circuit breakers, caches)."""
     federation: Federation = request.app.state.federation
@@ -122,6 +130,7 @@ def _background(
 def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redact.install()
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         db = open_database(settings.database_url, settings.database_pool_size)
         upgrade(db)
@@ -202,6 +211,7 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
         # Browsers get error pages in the site's style; API clients the JSON body.
         exception_handlers={
             HTTPException: pages.html_or(_http_error),
+            ClientDisconnect: _client_gone,
             DatabaseUnavailable: pages.html_or(_unavailable(settings)),
             Exception: pages.html_or(_server_error),
         },

@@ -82,6 +82,7 @@ def serve(
 ) -> None:
     """Run the key server (applies database migrations first)."""
     from attester.app import create_app
+    from attester.http.server import protocol
 
     settings = _settings(config, host=host, port=port)
     logging.basicConfig(
@@ -96,6 +97,12 @@ def serve(
             proxy_headers=True,
             forwarded_allow_ips=list(settings.forwarded_allow_ips),
             server_header=False,
+            # Front-end bounds (docs/security.md): a stalled request is dropped, headers
+            # are bounded, connections capped (more get 503), idle keep-alive closed.
+            http=protocol(settings.request_timeout_seconds, settings.max_header_bytes),
+            limit_concurrency=settings.max_connections,
+            timeout_keep_alive=settings.keep_alive_seconds,
+            timeout_graceful_shutdown=10,
         )
     )
     server.run()

@@ -217,6 +217,12 @@ class Settings(BaseSettings):
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     # Blocking work (database, OpenPGP parsing) runs in at most this many threads.
     threads: int = Field(40, ge=1, le=1000)
+    # Front end (attester serve): a request must arrive whole within this time; headers
+    # are bounded; connections beyond max_connections get 503; idle keep-alive closes.
+    request_timeout_seconds: float = Field(30.0, gt=0, le=300)
+    max_header_bytes: int = Field(32 * 1024, ge=4096, le=1024 * 1024)
+    max_connections: int = Field(1000, ge=1)
+    keep_alive_seconds: int = Field(5, ge=1, le=300)
     # What a 503 (database unavailable) tells clients to wait before retrying.
     retry_after_seconds: int = Field(5, ge=1, le=3600)
 
@@ -241,12 +247,18 @@ class Settings(BaseSettings):
     max_subkeys: int = Field(100, ge=1)
     max_signatures_per_component: int = Field(5000, ge=1)
     max_packet_bytes: int = Field(64 * 1024, ge=1024)
+    max_unbound_components: int = Field(10, ge=0, le=1000)
 
     # --- attestation
     verify_token_seconds: int = Field(7 * 24 * 3600, ge=60)
     manage_token_seconds: int = Field(3600, ge=60)
     upload_token_seconds: int = Field(3600, ge=60)
     mail_rate_window_seconds: int = Field(3600, ge=0)
+    # Verification mails per window: per mailbox (sub-addresses folded), per key, and
+    # per request (one /pks/add of a keyring); one per (address, key) always.
+    mail_per_mailbox_limit: int = Field(3, ge=1)
+    mail_per_key_limit: int = Field(10, ge=1)
+    mail_per_request_limit: int = Field(10, ge=1)
     multiple_keys_per_address: bool = False
 
     # --- OIDC
@@ -259,6 +271,9 @@ class Settings(BaseSettings):
     hkp_text_search: bool = True
     hkp_add_sends_mail: bool = True
     search_result_limit: int = Field(100, ge=1, le=10000)
+    # Bytes of armor one key answer (HKP op=get, VKS) carries; a text search past it is
+    # refused, other lookups serve what fits.
+    max_answer_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
     wkd_domains: tuple[str, ...] = ("*",)
     wkd_policy_keywords: tuple[str, ...] = ()
     wkd_submission_address: str = ""
@@ -424,6 +439,7 @@ class Settings(BaseSettings):
             max_subkeys=self.max_subkeys,
             max_signatures_per_component=self.max_signatures_per_component,
             max_packet_bytes=self.max_packet_bytes,
+            max_unbound_components=self.max_unbound_components,
         )
 
     @property

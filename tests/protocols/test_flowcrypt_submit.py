@@ -101,14 +101,18 @@ def test_too_large(live: LiveServer, settings: Settings) -> None:
 
 def test_rate_limit_one_mail_per_window(live: LiveServer, smtp_server: LoopbackSMTPServer) -> None:
     key = TestKey.generate("Carol <carol@example.org>")
-    assert "was sent" in live.client.post("/pub/carol@example.org", content=key.armored).text
+    first = live.client.post("/pub/carol@example.org", content=key.armored).text
+    assert "was sent" in first
     smtp_server.wait_for(1)
+    # The same key again: no second mail, and the same answer (it reveals nothing).
     r = live.client.post("/pub/carol@example.org", content=key.armored)
-    assert r.status_code == 200 and "already sent" in r.text
-    other = TestKey.generate("Carol <carol@example.org>")
-    assert "already sent" in live.client.post("/pub/carol@example.org", content=other.armored).text
+    assert r.status_code == 200 and r.text == first
     with pytest.raises(AssertionError):
         smtp_server.wait_for(2, timeout=1.0)
+    # Another key gets a link of its own (one mail per address and key).
+    other = TestKey.generate("Carol <carol@example.org>")
+    assert live.client.post("/pub/carol@example.org", content=other.armored).text == first
+    smtp_server.wait_for(2)
 
 
 def test_expired_link_offers_resend(
@@ -338,29 +342,40 @@ def _sign_only_key(uid: str) -> str:
         return out.stdout.decode()
 
 
-def test_welcome_message(live: LiveServer, smtp_server: LoopbackSMTPServer) -> None:
+def test_welcome_message(
+    oidc_live: LiveServer, issuer: LocalIssuer, smtp_server: LoopbackSMTPServer
+) -> None:
     key = TestKey.generate("Kim <kim@example.org>")
+    auth = {"Authorization": issuer.bearer(email="kim@example.org")}
+    body = {"email": "kim@example.org", "pubkey": key.armored}
     for path in ("/welcome-message", "/test/welcome"):
-        r = live.client.post(path, json={"email": "kim@example.org", "pubkey": key.armored})
+        r = oidc_live.client.post(path, json=body, headers=auth)
         assert r.status_code == 200
     [mail] = smtp_server.wait_for(1)
     assert mail["To"].addresses[0].addr_spec == "kim@example.org"
-    r = live.client.post(
-        "/welcome-message", json={"email": "kim@example.org", "pubkey": key.armored}
-    )
+    r = oidc_live.client.post("/welcome-message", json=body, headers=auth)
     assert r.json() == {"sent": False}
-    r = live.client.post("/welcome-message", json={"email": "x@example.org", "pubkey": key.armored})
+    other = {"Authorization": issuer.bearer(email="x@example.org")}
+    r = oidc_live.client.post(
+        "/welcome-message", json={"email": "x@example.org", "pubkey": key.armored}, headers=other
+    )
     assert r.status_code == 400 and r.json()["message"] == "This key does not appear valid"
     sign_only = _sign_only_key("Sig <sig@example.org>")
-    r = live.client.post("/welcome-message", json={"email": "sig@example.org", "pubkey": sign_only})
+    r = oidc_live.client.post(
+        "/welcome-message",
+        json={"email": "sig@example.org", "pubkey": sign_only},
+        headers={"Authorization": issuer.bearer(email="sig@example.org")},
+    )
     assert r.status_code == 400 and r.json()["message"] == "This key does not appear valid"
-    assert live.client.post("/welcome-message", content=b"{").status_code == 400
+    assert oidc_live.client.post("/welcome-message", content=b"{").status_code == 400
 
 
-def test_welcome_first_answer_is_sent_true(live: LiveServer) -> None:
+def test_welcome_first_answer_is_sent_true(oidc_live: LiveServer, issuer: LocalIssuer) -> None:
     key = TestKey.generate("Lee <lee@example.org>")
-    r = live.client.post(
-        "/welcome-message", json={"email": "lee@example.org", "pubkey": key.armored}
+    r = oidc_live.client.post(
+        "/welcome-message",
+        json={"email": "lee@example.org", "pubkey": key.armored},
+        headers={"Authorization": issuer.bearer(email="lee@example.org")},
     )
     assert r.json() == {"sent": True}
 

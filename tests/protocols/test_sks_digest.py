@@ -193,7 +193,7 @@ def _import(attestation: Attestation, keys: list[bytes]) -> list[str]:
 def _compare(core: Core, sks: SKSServer, fprs: list[str]) -> Comparison:
     out = Comparison()
     for fpr in fprs:
-        stored = core.store.by_fingerprint(Fingerprint(fpr))
+        [stored] = core.store.by_fingerprint(Fingerprint(fpr))
         data = core.store.stored_data(Fingerprint(fpr))
         assert stored is not None and data is not None
         # The digest column is the digest of the stored bytes.

@@ -29,7 +29,7 @@ def test_new_unchanged_updated(core: Core) -> None:
     assert _merge(core, key.with_user_id("Alice <alice@work.example>").public) is (
         ImportResult.UPDATED
     )
-    stored = core.store.by_fingerprint(Fingerprint(key.fingerprint))
+    [stored] = core.store.by_fingerprint(Fingerprint(key.fingerprint))
     assert stored is not None
     uids = {u.uid for u in core.store.user_ids_of(stored.id)}
     assert uids == {"Alice <alice@example.org>", "Alice <alice@work.example>"}
@@ -41,10 +41,10 @@ def test_lookup_paths(core: Core) -> None:
     _merge(core, key.public)
     cert = parse_certificate(key.public, core.settings.limits)
     fpr = Fingerprint(key.fingerprint)
-    by_fpr = core.store.by_fingerprint(fpr)
+    [by_fpr] = core.store.by_fingerprint(fpr)
     assert by_fpr is not None and by_fpr.fingerprint == fpr
     for sub in cert.subkeys:
-        hit = core.store.by_fingerprint(sub.fingerprint)
+        [hit] = core.store.by_fingerprint(sub.fingerprint)
         assert hit is not None and hit.fingerprint == fpr
         assert [c.fingerprint for c in core.store.by_key_id(sub.key_id)] == [fpr]
     assert [c.fingerprint for c in core.store.by_key_id(KeyID(key.key_id))] == [fpr]
@@ -85,7 +85,7 @@ def test_revocation_wins_and_unpublishes(core: Core) -> None:
     assert core.store.by_email(Email.parse("dave@example.org")) == []
     # An older, unrevoked copy does not undo the revocation.
     assert _merge(core, key.public) is ImportResult.UNCHANGED
-    stored = core.store.by_fingerprint(Fingerprint(key.fingerprint))
+    [stored] = core.store.by_fingerprint(Fingerprint(key.fingerprint))
     assert stored is not None and stored.revoked
     # Still served by fingerprint, so clients learn of the revocation.
     assert parse_certificate(stored.armored.encode(), core.settings.limits).revoked
@@ -125,7 +125,7 @@ def test_twenty_concurrent_merges_lose_nothing(core: Core) -> None:
     for t in threads:
         t.join()
     assert not errors
-    stored = core.store.by_fingerprint(Fingerprint(base.fingerprint))
+    [stored] = core.store.by_fingerprint(Fingerprint(base.fingerprint))
     assert stored is not None
     uids = {u.uid for u in core.store.user_ids_of(stored.id)}
     assert uids == {"Frank <frank@example.org>"} | {

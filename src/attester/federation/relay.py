@@ -79,7 +79,7 @@ class LdapRelay:
         if client is None:
             raise NotFound(f"{server.strip()[:255]} is not a directory this server relays to")
         if not self._slots.acquire(blocking=False):
-            raise RateLimited("Too many directory lookups are running; try again in a moment.")
+            raise RateLimited("Too many directory lookups are running; try again in a moment.", 1)
         try:
             fetched = client.fetch(EmailQuery(email), client.config.timeout_seconds)
         except UpstreamError as e:

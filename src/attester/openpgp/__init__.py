@@ -6,6 +6,8 @@ See docs/openpgp.md for what "valid" means and what is served.
 
 from attester.openpgp.certificates import (
     armor,
+    armor_joined,
+    armor_joined_size,
     merge,
     parse_certificate,
     parse_certificates,
@@ -53,6 +55,8 @@ __all__ = [
     "Unparsable",
     "UserIDInfo",
     "armor",
+    "armor_joined",
+    "armor_joined_size",
     "email_from_user_id",
     "merge",
     "parse_certificate",

@@ -79,7 +79,8 @@ def evaluate(w: Walk) -> Evaluation:
     user_ids: list[UserIDInfo] = []
     uid_bindings: list[tuple[UserIDInfo, SigInfo]] = []
     for c in w.user_ids:
-        text = c.packet.body.decode("utf-8", errors="replace")
+        # NUL cannot be stored in a PostgreSQL text column; the raw bytes keep it.
+        text = c.packet.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
         latest = _latest(c.valid(USER_ID_CERTIFICATIONS))
         if latest is None or latest.created is None:
             ignored.append(f"user ID {text[:100]!r} has no valid self-signature")

@@ -130,8 +130,11 @@ class Walk:
     def fingerprint(self) -> Fingerprint:
         return self.key.fingerprint
 
-    def stored_packets(self, max_signatures: int, max_bytes: int) -> tuple[list[RawPacket], int]:
-        """What we store, and how many third-party certifications did not fit.
+    def stored_packets(
+        self, max_signatures: int, max_bytes: int, max_unbound: int = 1 << 30
+    ) -> tuple[list[RawPacket], int, int]:
+        """What we store, how many third-party certifications did not fit, and how many
+        components nobody validly bound were left out.
 
         The certificate without bad signatures and unreadable packets, each signature as it
         was uploaded (``_sequoia._originals``). Third-party certifications and user
@@ -144,10 +147,27 @@ class Walk:
         certifications until it fits. Otherwise whoever floods a user ID up to a limit would
         lock its owner out of every later update (the limits themselves are then checked on
         the result, so self-signatures alone never get trimmed).
+
+        User IDs, user attributes and subkeys that carry no self-signature of their kind
+        (unbound: anybody can append them, with third-party certifications) are kept only
+        up to ``max_unbound`` per certificate, so nobody can pad someone else's key until
+        its owner hits a limit.
         """
         parts: list[tuple[RawPacket, bool]] = []  # (packet, a third-party certification)
-        dropped = 0
-        for c in (self.primary, *self.user_ids, *self.user_attributes, *self.subkeys):
+        dropped = unbound = 0
+        components = [
+            *((c, USER_ID_SIGS) for c in (*self.user_ids, *self.user_attributes)),
+            *((c, SUBKEY_SIGS) for c in self.subkeys),
+        ]
+        owned = [self.primary]
+        for c, types in components:
+            if c.valid(types):
+                owned.append(c)
+            elif unbound < max_unbound:
+                unbound += 1
+                owned.append(c)
+        left_out = len(components) + 1 - len(owned)
+        for c in owned:
             parts.append((c.packet, False))
             sigs = [(s, p) for s in c.sigs for p in self.originals.get(s.packet, (s.packet,))]
             if len(sigs) > max_signatures:
@@ -168,7 +188,7 @@ class Walk:
                 size -= _encoded_size(p)
             dropped += len(gone)
             parts = [(p, third) for p, third in parts if p not in gone]
-        return [p for p, _ in parts], dropped
+        return [p for p, _ in parts], dropped, left_out
 
 
 def _encoded_size(p: RawPacket) -> int:

@@ -24,6 +24,9 @@ class Limits:
     # user ID; the bound exists to stop floods (CVE-2019-13050), not established keys.
     max_signatures_per_component: int = 5000
     max_packet_bytes: int = 64 * 1024
+    # User IDs, attributes and subkeys nobody validly bound, kept per certificate (merges
+    # lose nothing small; padding someone else's key costs its owner nothing).
+    max_unbound_components: int = 10
 
 
 @dataclass(frozen=True)

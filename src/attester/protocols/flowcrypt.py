@@ -16,7 +16,7 @@ from attester.http.body import read_body, read_json
 from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
 from attester.openpgp.types import Email, KeyID
-from attester.protocols._http import origin_headers, path_term
+from attester.protocols._http import origin_headers, path_term, within_answer_limit
 from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.service.errors import BadRequest, InvalidQuery, NotFound, ServiceError
@@ -24,10 +24,13 @@ from attester.service.query import EmailQuery, parse_query
 from attester.service.submission import SubmitOutcome
 
 
-def error_response(status: int, message: str) -> JSONResponse:
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": status, "message": message}, "code": status, "message": message},
         status_code=status,
+        headers=headers,
     )
 
 
@@ -38,11 +41,19 @@ async def alive(request: Request) -> Response:
 async def get_pub(request: Request) -> Response:
     core: Core = request.app.state.core
     try:
-        query = parse_query(path_term(request.path_params["term"]))
+        try:
+            query = parse_query(path_term(request.path_params["term"]))
+        except InvalidQuery as e:
+            # FlowCrypt's browser and iOS app treat any status but 2xx and 404 as a failure
+            # ("retry"); a term that is no address, fingerprint or key id finds nothing.
+            raise NotFound(f"No key found: {e.message}") from e
         found = await run_in_threadpool(core.lookup, query)
     except ServiceError as e:
-        return error_response(e.status, e.message)
-    # One armor block per certificate: a block holding two breaks the browser client.
+        return error_response(e.status, e.message, e.headers)
+    # One armor block per certificate: FlowCrypt's browser reads each block of an answer
+    # as exactly one key (``KeyUtil.parse``: "Found 2 keys, expected one"), so here, unlike
+    # HKP and VKS, a block holding two would lose both.
+    found = within_answer_limit(found, core.settings.max_answer_bytes, text=False)
     body = "\n".join(c.armored_published or c.armored for c in found)
     return PlainTextResponse(body, headers={"Cache-Control": "no-cache", **origin_headers(found)})
 
@@ -69,14 +80,19 @@ async def post_pub(request: Request) -> Response:
             return PlainTextResponse("Saved")
         outcome = await run_in_threadpool(service.submit.for_address, email, data)
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     wake_mailer(request)
+    # Whether this mail went out now or earlier in the window, the answer is the same: a
+    # valid link for this key is in the inbox, and nobody learns of pending verifications.
+    sent = (
+        f"A confirmation email was sent to {email} for this key. Your key will be "
+        "published for that address once you follow the link in it (one such email per "
+        "key and address is sent per hour)."
+    )
     text = {
         SubmitOutcome.PUBLISHED: f"Your public key for {email} was updated.",
-        SubmitOutcome.MAIL_SENT: f"A confirmation email was sent to {email}. Your key will be "
-        "published for that address once you follow the link in it.",
-        SubmitOutcome.MAIL_PENDING: f"A confirmation email was already sent to {email} "
-        "recently. Please follow the link in it to publish your key.",
+        SubmitOutcome.MAIL_SENT: sent,
+        SubmitOutcome.MAIL_PENDING: sent,
     }[outcome]
     return PlainTextResponse(text)
 
@@ -94,7 +110,7 @@ async def put_pub(request: Request) -> Response:
         data = await read_body(request)
         await run_in_threadpool(service.submit.update_key, kid, data)
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     return PlainTextResponse("Saved")
 
 
@@ -103,9 +119,11 @@ async def welcome(request: Request) -> Response:
     try:
         data = await read_json(request, "email", "pubkey")
         email = _email(data["email"])
-        sent = await run_in_threadpool(service.welcome.send, email, data["pubkey"].encode())
+        sent = await service.welcome.send_proven(
+            request.headers.get("authorization"), email, data["pubkey"].encode()
+        )
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     wake_mailer(request)
     return JSONResponse({"sent": sent})
 
@@ -120,7 +138,9 @@ async def legacy_submit(request: Request) -> Response:
         )
     except ServiceError as e:
         return JSONResponse(
-            {"saved": False, "attested": False, "error": e.message}, status_code=e.status
+            {"saved": False, "attested": False, "error": e.message},
+            status_code=e.status,
+            headers=e.headers,
         )
     wake_mailer(request)
     return JSONResponse({"saved": True, "attested": outcome is SubmitOutcome.PUBLISHED})
@@ -139,7 +159,7 @@ async def ldap_relay(request: Request) -> Response:
         email = _email(request.query_params.get("search", ""))
         found = await run_in_threadpool(relay.lookup, server, email)
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     origin = f"ldap-relay:{server.strip().lower().rstrip('.')}"
     return PlainTextResponse(
         "\n".join(armored(c) for c in found),
@@ -162,7 +182,7 @@ async def lookup_email(request: Request) -> Response:
                 raise
             found = []
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     pubkey = found[0].armored_published if found else None
     return JSONResponse(
         {"pubkey": pubkey, "has_cryptup": bool(found)}, headers=origin_headers(found[:1])

@@ -29,10 +29,16 @@ from attester import __version__
 from attester.http.body import read_body
 from attester.http.render import page
 from attester.http.state import wake_mailer
-from attester.protocols._http import origin_headers
+from attester.protocols._http import one_block, origin_headers, within_answer_limit
 from attester.service.attestation import Attestation
 from attester.service.core import Core
-from attester.service.errors import BadRequest, InvalidQuery, NotFound, ServiceError, Unsupported
+from attester.service.errors import (
+    BadRequest,
+    InvalidQuery,
+    NotFound,
+    ServiceError,
+    Unsupported,
+)
 from attester.service.query import Query, TextQuery, parse_query
 from attester.service.submission import KeyringUpload
 from attester.service.verification import AddressState
@@ -45,8 +51,10 @@ _KEYS_TYPE = "application/pgp-keys; charset=UTF-8"
 _MD5_LEN = 16
 
 
-def error_response(status: int, message: str) -> Response:
-    return PlainTextResponse(message + "\n", status_code=status, headers=_CORS)
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return PlainTextResponse(
+        message + "\n", status_code=status, headers={**_CORS, **(headers or {})}
+    )
 
 
 # ---- GET /pks/lookup
@@ -121,13 +129,22 @@ async def lookup(request: Request) -> Response:
         query = parse_query(p.search, allow_text=True)
         found, uids = await run_in_threadpool(_find, core, query, p.exact, p.op != "get")
     except ServiceError as e:
-        return error_response(e.status, e.message)
-    count = {"X-HKP-Results-Count": str(len(found)), **_CORS, **origin_headers(found)}
+        return error_response(e.status, e.message, e.headers)
     if p.op == "get":
+        try:
+            found = within_answer_limit(
+                found, core.settings.max_answer_bytes, text=isinstance(query, TextQuery)
+            )
+        except ServiceError as e:
+            return error_response(e.status, e.message, e.headers)
+        count = {"X-HKP-Results-Count": str(len(found)), **_CORS, **origin_headers(found)}
         # ``armored`` is the published form when any identity is attested, else the
-        # identity-free one; email and text searches only find published forms.
-        body = "".join(c.armored for c in found)
-        return Response(body, media_type=_KEYS_TYPE, headers={"Cache-Control": "no-cache", **count})
+        # identity-free one; email and text searches only find published forms. One
+        # armor block for all of them (OpenPGP.js reads only the first), streamed.
+        return one_block(
+            [c.armored for c in found], _KEYS_TYPE, {"Cache-Control": "no-cache", **count}
+        )
+    count = {"X-HKP-Results-Count": str(len(found)), **_CORS, **origin_headers(found)}
     now = core.clock()
     if p.json:
         return Response(
@@ -296,10 +313,15 @@ async def add(request: Request) -> Response:
             lambda: service.submit.keyring(keytext, "hkp", request_verify=sends_mail)
         )
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     wake_mailer(request)
     status = 200 if upload.added else 400
-    return PlainTextResponse(add_report(upload, sends_mail), status_code=status, headers=_CORS)
+    headers = dict(_CORS)
+    if sends_mail and any(a.limited for a in upload.added):
+        # Keys were stored, but a mail limit held some verification mails back.
+        status = 429
+        headers["Retry-After"] = str(max(1, request.app.state.settings.mail_rate_window_seconds))
+    return PlainTextResponse(add_report(upload, sends_mail), status_code=status, headers=headers)
 
 
 def add_report(upload: KeyringUpload, sends_mail: bool) -> str:
@@ -313,21 +335,16 @@ def add_report(upload: KeyringUpload, sends_mail: bool) -> str:
                 out.append(f"  {email}: published.")
             elif state is AddressState.REVOKED:
                 out.append(f"  {email}: revoked, not published.")
-            elif email in a.mailed:
+            elif email in a.mailed or state is AddressState.PENDING:
+                # The same words whether the mail went out now or earlier in the window.
                 out.append(
-                    f"  {email}: a verification email was sent; the address is published "
-                    "once the link in it is followed."
-                )
-            elif state is AddressState.PENDING:
-                out.append(
-                    f"  {email}: a verification email was sent recently; follow the link in "
-                    "it to publish the address."
+                    f"  {email}: a verification email was sent for this key; the address "
+                    "is published once the link in it is followed."
                 )
             elif sends_mail:
-                # The address got a verification mail for another key within the window.
                 out.append(
-                    f"  {email}: not published; a verification email went to this address "
-                    "recently, please upload again later."
+                    f"  {email}: not published; no verification email was sent: "
+                    f"{a.limited.get(email, 'too many were sent recently')}"
                 )
             else:
                 out.append(
@@ -387,7 +404,7 @@ async def hashquery(request: Request) -> Response:
             core.certificates_by_digest, digests, core.settings.hashquery_max_bytes
         )
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     return Response(
         hashquery_body(found),
         media_type="pgp/keys",

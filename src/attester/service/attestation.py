@@ -45,5 +45,5 @@ class Attestation:
             verify=verify,
             manage=Management(core),
             imports=Imports(core),
-            welcome=Welcome(core),
+            welcome=Welcome(core, oidc),
         )

@@ -99,8 +99,7 @@ class Core:
                 local = self.store.by_email(email)
                 return local, [] if local else self.origins.by_email(email)
             case FingerprintQuery(fpr):
-                hit = self.store.by_fingerprint(fpr)
-                hits = [hit] if hit else []
+                hits = self.store.by_fingerprint(fpr)
             case KeyIDQuery(kid):
                 hits = self.store.by_key_id(kid)
         # Attested here: local. Otherwise a peer's copy when one supplied it (the peer's

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from anyio import to_thread
 
-from attester.attestation.oidc import IssuerUnavailable, OIDCError, OIDCVerifier
+from attester.attestation.oidc import OIDCVerifier
 from attester.openpgp import (
     CertificateError,
     ParsedCert,
@@ -26,11 +26,13 @@ from attester.openpgp import (
 from attester.openpgp.types import Email, Fingerprint, KeyID
 from attester.service._parsing import parse_for_address, parse_upload
 from attester.service.core import Core
-from attester.service.errors import BadRequest, NotFound, Unauthorized, Unavailable, input_error
-from attester.service.ingest import ImportResult
+from attester.service.errors import BadRequest, NotFound, RateLimited, input_error
+from attester.service.ingest import ImportResult, Merged
+from attester.service.proof import prove_address
 from attester.service.verification import AddressState, Verification
 from attester.store.tokens import Purpose
 from attester.store.views import AttestedBy
+from attester.store.writes import WriteTx
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class Added:
     result: ImportResult
     revoked: bool
     addresses: dict[Email, AddressState]
-    mailed: tuple[Email, ...]  # verification mails this upload queued
+    mailed: tuple[Email, ...]  # verification mails this upload queued (or that are out)
+    limited: dict[Email, str] = field(default_factory=dict)  # addresses a limit held back
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,14 @@ class Submissions:
         self.verification = verification
         self.oidc = oidc
         self.upload_ttl = timedelta(seconds=core.settings.upload_token_seconds)
+
+    def _merge(self, tx: WriteTx, cert: ParsedCert, source: str, now: datetime) -> Merged:
+        """``Ingest.merge``, its refusal (the merged key would exceed a limit) as the
+        upload's error: a 400 with the limit's sentence, never a 500."""
+        try:
+            return self.core.ingest.merge(tx, cert, source, now)
+        except CertificateError as e:
+            raise input_error(e) from e
 
     def submit(self, data: bytes, source: str = "upload") -> Submission:
         """Merge an uploaded certificate and report each address's state; sends nothing."""
@@ -91,12 +102,12 @@ class Submissions:
             return self._submit(certs[0], source)
         now = self.core.clock()
         with self.core.store.write() as tx:
-            return [self.core.ingest.merge(tx, c, source, now).cert.fingerprint for c in certs]
+            return [self._merge(tx, c, source, now).cert.fingerprint for c in certs]
 
     def _submit(self, cert: ParsedCert, source: str) -> Submission:
         now = self.core.clock()
         with self.core.store.write() as tx:
-            merged = self.core.ingest.merge(tx, cert, source, now)
+            merged = self._merge(tx, cert, source, now)
             token = tx.tokens.issue(Purpose.UPLOAD, cert.fingerprint, None, now, self.upload_ttl)
             states = self.verification.states(tx, merged.cert_id, merged.cert, now)
         return Submission(merged.cert.fingerprint, merged.cert.revoked, states, token, merged.cert)
@@ -108,7 +119,7 @@ class Submissions:
         cert = parse_for_address(email, data, self.core.settings.limits)
         now = self.core.clock()
         with self.core.store.write() as tx:
-            merged = self.core.ingest.merge(tx, cert, "upload", now)
+            merged = self._merge(tx, cert, "upload", now)
             if email in tx.published_emails(merged.cert_id):
                 return SubmitOutcome.PUBLISHED
             sent = self.verification.send(tx, merged.cert, email, now)
@@ -125,7 +136,7 @@ class Submissions:
                 raise NotFound(
                     f"No key with key id {kid} is stored; submit it for an address first."
                 )
-            self.core.ingest.merge(tx, cert, "upload", now)
+            self._merge(tx, cert, "upload", now)
 
     # ---- keyring uploads (HKP /pks/add)
     def keyring(
@@ -141,34 +152,54 @@ class Submissions:
             raise input_error(e) from e
         added: list[Added] = []
         rejected: list[Rejected] = []
+        budget = [self.core.settings.mail_per_request_limit]  # mails this request may queue
         for item in items:
             if isinstance(item, Rejected):
                 rejected.append(item)
                 continue
             try:
-                added.append(self._add_one(item, source, request_verify))
-            except CertificateError as e:
+                added.append(self._add_one(item, source, request_verify, budget))
+            except BadRequest as e:
                 # The merged certificate would exceed a limit; the stored one stays as it is.
-                rejected.append(Rejected(str(e), item.fingerprint))
+                rejected.append(Rejected(e.message, item.fingerprint))
         return KeyringUpload(tuple(added), tuple(rejected))
 
-    def _add_one(self, cert: ParsedCert, source: str, request_verify: bool) -> Added:
+    def _add_one(
+        self, cert: ParsedCert, source: str, request_verify: bool, budget: list[int]
+    ) -> Added:
         now = self.core.clock()
         with self.core.store.write() as tx:
-            merged = self.core.ingest.merge(tx, cert, source, now)
+            merged = self._merge(tx, cert, source, now)
             states = self.verification.states(tx, merged.cert_id, merged.cert, now)
             mailed: list[Email] = []
+            limited: dict[Email, str] = {}
             for email, state in states.items():
                 if not request_verify or state not in (
                     AddressState.UNPUBLISHED,
                     AddressState.PENDING,
                 ):
                     continue
-                if self.verification.send(tx, merged.cert, email, now):
-                    states[email] = AddressState.PENDING
-                    mailed.append(email)
+                if budget[0] <= 0:
+                    limited[email] = (
+                        f"one upload sends at most {self.core.settings.mail_per_request_limit} "
+                        "verification emails; upload this key again on its own."
+                    )
+                    continue
+                try:
+                    if self.verification.send(tx, merged.cert, email, now):
+                        budget[0] -= 1
+                except RateLimited as e:
+                    limited[email] = e.message
+                    continue
+                states[email] = AddressState.PENDING
+                mailed.append(email)
         return Added(
-            merged.cert.fingerprint, merged.result, merged.cert.revoked, states, tuple(mailed)
+            merged.cert.fingerprint,
+            merged.result,
+            merged.cert.revoked,
+            states,
+            tuple(mailed),
+            limited,
         )
 
     # ---- OIDC
@@ -177,23 +208,14 @@ class Submissions:
     ) -> Fingerprint:
         """Publish the key for the address an OIDC id token proves, replacing a conflicting
         key; no mail round trip."""
-        if self.oidc is None:
-            raise Unauthorized(
-                "This server does not accept id tokens (no OIDC issuer is configured)."
-            )
-        try:
-            identity = await self.oidc.verify(authorization, email)
-        except IssuerUnavailable as e:
-            raise Unavailable(str(e)) from e
-        except OIDCError as e:
-            raise Unauthorized(str(e)) from e
+        identity = await prove_address(self.oidc, authorization, email)
         return await to_thread.run_sync(self._attest_oidc, identity.email, identity.issuer, data)
 
     def _attest_oidc(self, email: Email, issuer: str, data: bytes) -> Fingerprint:
         cert = parse_for_address(email, data, self.core.settings.limits)
         now = self.core.clock()
         with self.core.store.write() as tx:
-            merged = self.core.ingest.merge(tx, cert, "upload", now)
+            merged = self._merge(tx, cert, "upload", now)
             self.core.publication.publish(
                 tx,
                 merged.cert_id,

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from attester.openpgp import ParsedCert
 from attester.openpgp.types import Email, Fingerprint
 from attester.service._parsing import valid_emails
 from attester.service.core import Core
-from attester.service.errors import BadRequest, Gone, NotFound
+from attester.service.errors import BadRequest, Gone, NotFound, RateLimited
 from attester.store.tokens import Purpose, TokenInfo, TokenState
 from attester.store.views import AttestedBy
 from attester.store.writes import WriteTx
@@ -43,10 +43,19 @@ class ConfirmState(enum.Enum):
 
 
 @dataclass(frozen=True)
+class KeySummary:
+    fingerprint: Fingerprint
+    created: datetime
+
+
+@dataclass(frozen=True)
 class TokenView:
     state: ConfirmState
     fingerprint: Fingerprint | None = None
     email: Email | None = None
+    created: datetime | None = None  # of the key the link would publish
+    # Keys confirming would take the address from (the conflict rule): the page says so.
+    replaces: tuple[KeySummary, ...] = ()
 
 
 _CONFIRM_STATES = {
@@ -55,6 +64,18 @@ _CONFIRM_STATES = {
     TokenState.EXPIRED: ConfirmState.EXPIRED,
     TokenState.UNKNOWN: ConfirmState.INVALID,
 }
+
+
+def _minutes(d: timedelta) -> str:
+    m = max(1, round(d.total_seconds() / 60))
+    return f"{m} minute{'' if m == 1 else 's'}"
+
+
+def _retry(oldest: datetime | None, window: timedelta, now: datetime) -> timedelta:
+    """When the oldest mail counted leaves the window."""
+    if oldest is None:
+        return window
+    return max(timedelta(seconds=1), oldest + window - now)
 
 
 def _view(info: TokenInfo) -> TokenView:
@@ -87,11 +108,40 @@ class Verification:
         return states
 
     def send(self, tx: WriteTx, cert: ParsedCert, email: Email, now: datetime) -> bool:
-        """Queue a verification mail for the address on this key; False when one went to
-        the address within the rate-limit window."""
+        """Queue a verification mail for the address on this key. False when a link for
+        this very key and address went out within the rate-limit window and is unused:
+        it is still the one to follow, and the caller answers exactly as for a new mail
+        (whether someone else's verification is pending is nobody's business).
+
+        Limits (each a setting; docs/security.md), counted in the outbox and token tables,
+        so they hold across app servers and restarts: one mail per (address, key) per
+        window; ``mail_per_mailbox_limit`` verification mails per mailbox (sub-addresses
+        folded) and ``mail_per_key_limit`` per key per window. Past one: ``RateLimited``
+        with when to retry.
+        """
+        s = self.core.settings
         tx.lock_address(email)
-        if tx.outbox.sent_recently("verify", email, now - self.window):
+        since = now - self.window
+        if self.window and tx.tokens.issued_since(Purpose.VERIFY, cert.fingerprint, email, since):
             return False
+        if self.window:
+            n, oldest = tx.outbox.to_mailbox(("verify",), email, since)
+            if n >= s.mail_per_mailbox_limit:
+                raise RateLimited(
+                    f"No confirmation email was sent to {email}: its mailbox got "
+                    f"{n} within the last {_minutes(self.window)}, the most this server "
+                    f"sends. Try again in {_minutes(_retry(oldest, self.window, now))}.",
+                    int(_retry(oldest, self.window, now).total_seconds()),
+                )
+            if tx.tokens.issued_since(Purpose.VERIFY, cert.fingerprint, None, since) >= (
+                s.mail_per_key_limit
+            ):
+                raise RateLimited(
+                    f"No confirmation email was sent to {email}: this key had "
+                    f"{s.mail_per_key_limit} sent within the last {_minutes(self.window)}, "
+                    "the most this server sends per key. Try again later.",
+                    int(self.window.total_seconds()),
+                )
         token = tx.tokens.issue(Purpose.VERIFY, cert.fingerprint, email, now, self.ttl)
         self.core.mails.queue(
             tx,
@@ -156,8 +206,21 @@ class Verification:
         return states
 
     def inspect(self, token: str) -> TokenView:
-        """What a verification link would do, without doing it (for the GET page)."""
-        return _view(self.core.store.token(token, Purpose.VERIFY, self.core.clock()))
+        """What a verification link would do, without doing it (for the GET page): which
+        key, and which published keys it would replace."""
+        view = _view(self.core.store.token(token, Purpose.VERIFY, self.core.clock()))
+        if view.state is not ConfirmState.CONFIRMED or not view.fingerprint or not view.email:
+            return view
+        store = self.core.store
+        mine = store.by_fingerprint(view.fingerprint)
+        replaced: tuple[KeySummary, ...] = ()
+        if not self.core.settings.multiple_keys_per_address:
+            replaced = tuple(
+                KeySummary(c.fingerprint, c.created)
+                for c in store.by_email(view.email)
+                if c.fingerprint != view.fingerprint
+            )
+        return replace(view, created=mine[0].created if mine else None, replaces=replaced)
 
     def confirm(self, token: str) -> TokenView:
         """Use a verification token: publish its address on its key (one transaction)."""

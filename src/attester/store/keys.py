@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from attester.openpgp.types import Email, Fingerprint, KeyID
 from attester.store.db import Database
@@ -35,29 +36,37 @@ class KeyStore:
         self.db = db
 
     # ---- reads: one indexed query each, no OpenPGP parsing
-    def by_fingerprint(self, fpr: Fingerprint) -> StoredCert | None:
-        """The certificate whose primary key or one of whose subkeys has this fingerprint."""
-        q = (
-            select(*cert_columns)
-            .join(key_ids, key_ids.c.cert_id == certs.c.id)
-            .where(key_ids.c.fingerprint == fpr.hex)
-            .order_by(key_ids.c.is_primary.desc())
-            .limit(1)
-        )
-        with self.db.read() as conn:
-            row = conn.execute(q).first()
-        return cert_from_row(row) if row else None
+    def by_fingerprint(self, fpr: Fingerprint) -> list[StoredCert]:
+        """The certificates with this primary key or subkey fingerprint (``_by_key``)."""
+        return self._by_key(key_ids.c.fingerprint, fpr.hex)
 
     def by_key_id(self, kid: KeyID) -> list[StoredCert]:
+        """The certificates with a primary key or subkey of this key id (``_by_key``)."""
+        return self._by_key(key_ids.c.key_id, kid.hex)
+
+    def _by_key(self, column: Any, value: str) -> list[StoredCert]:
+        """A primary key match always wins, alone: anybody can bind someone else's key as
+        a subkey of his own (an encryption subkey needs no back-signature), so a subkey
+        match must never hide or join the real owner's certificate. Without one, every
+        certificate with such a subkey, those with attested addresses first, then in the
+        order they were stored: deterministic on every database."""
+        primary = func.max(case((key_ids.c.is_primary, 1), else_=0)).label("primary")
+        match = (
+            select(key_ids.c.cert_id, primary)
+            .where(column == value)
+            .group_by(key_ids.c.cert_id)
+            .subquery()
+        )
         q = (
-            select(*cert_columns)
-            .join(key_ids, key_ids.c.cert_id == certs.c.id)
-            .where(key_ids.c.key_id == kid.hex)
-            .distinct()
-            .order_by(certs.c.id)
+            select(*cert_columns, match.c.primary)
+            .join(match, match.c.cert_id == certs.c.id)
+            .order_by(match.c.primary.desc(), certs.c.armored_published.is_(None), certs.c.id)
         )
         with self.db.read() as conn:
-            return [cert_from_row(r) for r in conn.execute(q)]
+            rows = conn.execute(q).all()
+        if rows and rows[0].primary:
+            rows = [r for r in rows if r.primary]
+        return [cert_from_row(r) for r in rows]
 
     def by_email(self, email: Email) -> list[StoredCert]:
         """Certificates on which this address is attested, most recently attested first."""

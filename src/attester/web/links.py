@@ -13,12 +13,14 @@ The token in these URLs is the capability, so their forms carry no CSRF form tok
 
 from __future__ import annotations
 
+import json
+
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from attester.http.body import read_form
+from attester.http.body import read_form, read_limited
 from attester.http.render import error_page, page
 from attester.http.state import attestation, wake_mailer
 from attester.openpgp.errors import InvalidEmail
@@ -107,9 +109,12 @@ async def _manage_json(request: Request) -> Response:
     by design, and the answer is the same for every address while the mail goes to the
     address's owner, whoever asked."""
     try:
-        data = await request.json()
+        # Read within the form's small limit: an unbounded body here was buffered whole.
+        data = json.loads(await read_limited(request, _SMALL_FORM))
         raw = data.get("email", "") if isinstance(data, dict) else ""
         email = Email.parse(str(raw))
+    except PayloadTooLarge as e:
+        return JSONResponse({"error": e.message}, status_code=413)
     except (InvalidEmail, ValueError) as e:
         msg = str(e) if isinstance(e, InvalidEmail) else "The body must be JSON with an email."
         return JSONResponse({"error": msg}, status_code=400)
