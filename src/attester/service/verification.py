@@ -2,10 +2,11 @@
 following the link does.
 
 A verification mail goes out only for an address the key carries and that is not yet
-published, at most one per address per rate-limit window. Confirming publishes the address
-when the certificate still carries a valid, unrevoked user ID with it, under the conflict
-rule (``Publication.publish``). Pages that only show what a link would do read; they never
-take the write lock.
+published, whose domain's policy publishes by email and that no removal names, at most one
+per address per rate-limit window. Confirming publishes the address when the certificate
+still carries a valid, unrevoked user ID with it and the policy and removals still allow
+it, under the conflict rule (``Publication.publish``). Pages that only show what a link
+would do read; they never take the write lock.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from attester.openpgp.types import Email, Fingerprint
 from attester.service._parsing import valid_emails
 from attester.service.core import Core
 from attester.service.errors import BadRequest, Gone, NotFound
+from attester.service.policy import Method
+from attester.store.audit import SYSTEM, Actor, ActorKind
 from attester.store.tokens import Purpose, TokenInfo, TokenState
 from attester.store.views import AttestedBy
 from attester.store.writes import WriteTx
@@ -40,6 +43,7 @@ class ConfirmState(enum.Enum):
     EXPIRED = "expired"
     INVALID = "invalid"  # unknown token
     NOT_ON_KEY = "not_on_key"  # the key no longer carries a valid user ID with the address
+    REFUSED = "refused"  # the operator's policy or a removal does not allow it (``message``)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class TokenView:
     state: ConfirmState
     fingerprint: Fingerprint | None = None
     email: Email | None = None
+    message: str = ""  # why, for REFUSED
 
 
 _CONFIRM_STATES = {
@@ -86,11 +91,34 @@ class Verification:
                 states[email] = AddressState.UNPUBLISHED
         return states
 
-    def send(self, tx: WriteTx, cert: ParsedCert, email: Email, now: datetime) -> bool:
+    def refusals(
+        self, tx: WriteTx, cert: ParsedCert, emails: Collection[Email]
+    ) -> dict[Email, str]:
+        """The addresses no verification mail may publish (policy or removal), and why."""
+        out: dict[Email, str] = {}
+        for email in emails:
+            refused = self.core.publication.refusal(tx, cert.fingerprint, email, Method.EMAIL)
+            if refused is not None:
+                out[email] = refused.message
+        return out
+
+    def send(
+        self,
+        tx: WriteTx,
+        cert: ParsedCert,
+        email: Email,
+        now: datetime,
+        *,
+        force: bool = False,
+        actor: Actor = SYSTEM,
+    ) -> bool:
         """Queue a verification mail for the address on this key; False when one went to
-        the address within the rate-limit window."""
+        the address within the rate-limit window (unless ``force``: the operator resends),
+        or when the policy or a removal does not let a mail publish the address."""
         tx.lock_address(email)
-        if tx.outbox.sent_recently("verify", email, now - self.window):
+        if self.core.publication.refusal(tx, cert.fingerprint, email, Method.EMAIL):
+            return False
+        if not force and tx.outbox.sent_recently("verify", email, now - self.window):
             return False
         token = tx.tokens.issue(Purpose.VERIFY, cert.fingerprint, email, now, self.ttl)
         self.core.mails.queue(
@@ -105,7 +133,7 @@ class Verification:
             },
             now,
         )
-        tx.audit(now, "system", "verify-mail", cert.fingerprint, email)
+        tx.audit(now, actor, "verify-mail", cert.fingerprint, email)
         return True
 
     def request(
@@ -159,8 +187,9 @@ class Verification:
         """What a verification link would do, without doing it (for the GET page)."""
         return _view(self.core.store.token(token, Purpose.VERIFY, self.core.clock()))
 
-    def confirm(self, token: str) -> TokenView:
-        """Use a verification token: publish its address on its key (one transaction)."""
+    def confirm(self, token: str, client_address: str | None = None) -> TokenView:
+        """Use a verification token: publish its address on its key (one transaction).
+        ``client_address`` (who followed the link) goes to the audit log."""
         now = self.core.clock()
         with self.core.store.write() as tx:
             info = tx.tokens.use(token, Purpose.VERIFY, now)
@@ -171,8 +200,14 @@ class Verification:
             if locked is None or info.email not in valid_emails(locked[1]):
                 return TokenView(ConfirmState.NOT_ON_KEY, info.fingerprint, info.email)
             cert_id, cert = locked
+            refused = self.core.publication.refusal(tx, cert.fingerprint, info.email, Method.EMAIL)
+            if refused is not None:
+                return TokenView(
+                    ConfirmState.REFUSED, info.fingerprint, info.email, refused.message
+                )
+            actor = Actor(ActorKind.EMAIL, info.email.address, client_address)
             self.core.publication.publish(
-                tx, cert_id, cert, [info.email], AttestedBy.EMAIL, "email", now
+                tx, cert_id, cert, [info.email], AttestedBy.EMAIL, actor, now
             )
             return TokenView(ConfirmState.CONFIRMED, info.fingerprint, info.email)
 

@@ -19,9 +19,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from attester.openpgp import ParsedCert
 from attester.openpgp.types import Email, Fingerprint
 from attester.openpgp.wkd import wkd_hash
+from attester.store import audit as _audit
+from attester.store.access import AccessTokenTx
+from attester.store.audit import Actor
 from attester.store.origins import OriginTx
 from attester.store.outbox import Outbox
-from attester.store.schema import audit_log, certs, key_ids, user_ids
+from attester.store.removals import RemovalTx
+from attester.store.schema import certs, key_ids, user_ids
 from attester.store.tokens import Tokens
 from attester.store.views import AttestedBy, uid_hash
 
@@ -37,6 +41,7 @@ class UserIDRow:
     revoked: bool
     attested_by: str | None
     attested_at: datetime | None
+    removed: bool = False
 
 
 class WriteTx:
@@ -46,6 +51,8 @@ class WriteTx:
         self.tokens = Tokens(conn)
         self.outbox = Outbox(conn)
         self.origins = OriginTx(conn)
+        self.removals = RemovalTx(conn)
+        self.access = AccessTokenTx(conn)
 
     # ---- certificates
     def lock(self, fpr: Fingerprint) -> tuple[int, bytes] | None:
@@ -139,13 +146,21 @@ class WriteTx:
                 user_ids.c.revoked,
                 user_ids.c.attested_by,
                 user_ids.c.attested_at,
+                user_ids.c.removed,
             )
             .where(user_ids.c.cert_id == cert_id)
             .order_by(user_ids.c.id)
         )
         return [
             UserIDRow(
-                r.id, r.uid_hash, bytes(r.uid_raw), r.email, r.revoked, r.attested_by, r.attested_at
+                r.id,
+                r.uid_hash,
+                bytes(r.uid_raw),
+                r.email,
+                r.revoked,
+                r.attested_by,
+                r.attested_at,
+                r.removed,
             )
             for r in rows
         ]
@@ -184,6 +199,7 @@ class WriteTx:
         )
 
     def published_emails(self, cert_id: int | None) -> set[Email]:
+        """The addresses this certificate is served with (attested, not removed)."""
         if cert_id is None:
             return set()
         rows = self.conn.execute(
@@ -193,6 +209,7 @@ class WriteTx:
                 user_ids.c.cert_id == cert_id,
                 user_ids.c.attested_at.is_not(None),
                 user_ids.c.email.is_not(None),
+                user_ids.c.removed.is_(False),
             )
         )
         return {Email(r[0]) for r in rows}
@@ -219,21 +236,27 @@ class WriteTx:
     def audit(
         self,
         now: datetime,
-        actor: str,
+        actor: Actor,
         action: str,
         fingerprint: Fingerprint | None = None,
         email: Email | None = None,
-        detail: str | None = None,
+        detail: str | dict[str, Any] | None = None,
+        *,
+        domain: str | None = None,
+        reason: str | None = None,
     ) -> None:
-        self.conn.execute(
-            insert(audit_log).values(
-                at=now,
-                actor=actor,
-                action=action,
-                fingerprint=fingerprint.hex if fingerprint else None,
-                email=email.address if email else None,
-                detail=detail,
-            )
+        """Append to the audit log, in this transaction: the entry exists exactly when the
+        change does."""
+        _audit.append(
+            self.conn,
+            now,
+            actor,
+            action,
+            fingerprint=fingerprint,
+            email=email,
+            domain=domain,
+            reason=reason,
+            detail=detail,
         )
 
 
