@@ -102,6 +102,14 @@ class Verification:
                 out[email] = refused.message
         return out
 
+    def refused(self, fingerprint: Fingerprint, emails: Collection[Email]) -> dict[Email, str]:
+        """``refusals`` for a stored key, in a transaction of its own (pages)."""
+        with self.core.store.write() as tx:
+            locked = self.core.ingest.lock(tx, fingerprint)
+            if locked is None:
+                return {}
+            return self.refusals(tx, locked[1], emails)
+
     def send(
         self,
         tx: WriteTx,
@@ -175,7 +183,10 @@ class Verification:
             raise NotFound(f"No key found for fingerprint {fingerprint}")
         cert_id, cert = locked
         states = self.states(tx, cert_id, cert, now)
+        refused = self.refusals(tx, cert, [e for e in emails if e in states])
         for email in emails:
+            if email in refused:
+                continue  # no mail can publish it here (policy, removal): none is sent
             if states.get(email) in (AddressState.UNPUBLISHED, AddressState.PENDING):
                 self.send(tx, cert, email, now)
                 states[email] = AddressState.PENDING
