@@ -313,6 +313,7 @@ class Settings(BaseSettings):
         servers = [s.server for s in self.ldap_relay_servers]
         if len(set(servers)) != len(servers):
             raise ValueError("ldap_relay_servers names a server twice")
+        names = {u.name for u in self.upstreams}
         for i, rule in enumerate(self.policy.domains):
             unknown = [iss for iss in rule.oidc_issuers if iss not in self.oidc_issuers]
             if unknown:
@@ -320,6 +321,13 @@ class Settings(BaseSettings):
                     f"policy.domains[{i}] ({rule.domain}): oidc issuer {unknown[0]!r} is not "
                     "in oidc_issuers, so its id tokens are never accepted"
                 )
+            if isinstance(rule.upstream, tuple):
+                missing = [n for n in rule.upstream if n not in names]
+                if missing:
+                    raise ValueError(
+                        f"policy.domains[{i}] ({rule.domain}): upstream {missing[0]!r} is not "
+                        "one of the configured upstreams"
+                    )
         if not self.base_url and any(
             c.custom_keyserver_url == SELF for c in self.client_configuration.values()
         ):

@@ -102,6 +102,11 @@ def test_internal_networks_are_cidrs() -> None:
             "needs email in submit",
         ),
         (
+            {"domains": [{"domain": "a.example", "upstream": ["directory"]}]},
+            r"policy.domains\[0\] \(a.example\): upstream 'directory' is not one of the "
+            "configured upstreams",
+        ),
+        (
             {"domains": [{"domain": "a.example", "oidc_issuers": ["https://idp.example"]}]},
             r"policy.domains\[0\] \(a.example\): oidc issuer 'https://idp.example' is not in "
             "oidc_issuers",

@@ -206,27 +206,43 @@ def test_a_confirmation_follows_the_policy_in_force_when_it_is_used(
 
 
 def test_the_upstream_rule_decides_which_addresses_leave_the_server(settings: Settings) -> None:
-    with stub_server(lambda path: (404, b"")) as upstream:
+    with (
+        stub_server(lambda path: (404, b"")) as upstream,
+        stub_server(lambda path: (404, b"")) as directory,
+    ):
         s = _with(
             settings,
-            upstreams=[{"name": "up", "kind": "vks", "url": upstream.url}],
+            upstreams=[
+                {"name": "up", "kind": "vks", "url": upstream.url},
+                {"name": "directory", "kind": "hkp", "url": directory.url},
+            ],
             upstream_deny_domains=["corp.example", "*.partner.example", "partner.example"],
             policy={
                 "domains": [
-                    {"domain": "corp.example", "upstream": False},
+                    {"domain": "corp.example", "upstream": ["directory"]},
+                    {"domain": "secret.example", "upstream": False},
                     {"domain": "partner.example", "upstream": True},  # the rule wins
                     {"domain": "*.partner.example", "serve_outside": True},  # no say: lists
                 ]
             },
         )
         with in_process(s) as c:
-            for address in ("a@corp.example", "b@partner.example", "c@eu.partner.example"):
+            for address in (
+                "a@corp.example",
+                "b@partner.example",
+                "c@eu.partner.example",
+                "d@secret.example",
+            ):
                 assert c.get(f"/pub/{address}").status_code == 404
                 assert c.get(f"/vks/v1/by-email/{address}").status_code == 404
             asked = " ".join(upstream.requests)
             assert "partner.example" in asked  # the rule allows it, over the old deny list
-            assert "corp.example" not in asked  # the rule forbids it
+            assert "corp.example" not in asked  # the rule names only the directory
             assert "eu.partner.example" not in asked  # no rule says: the deny list does
+            assert "secret.example" not in asked
+            # The directory is asked about its own domain, and about partner.example.
+            inside = " ".join(directory.requests)
+            assert "corp.example" in inside and "secret.example" not in inside
 
 
 def test_several_keys_per_address_for_one_domain(

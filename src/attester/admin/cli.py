@@ -438,13 +438,21 @@ def _policy_table(p: dict[str, Any]) -> None:
             r["domain"],
             ", ".join(r["submit"]) or "nothing",
             f"{r['oidc_publish']} {' '.join(r['oidc_issuers'])}".strip(),
-            "default" if r["upstream"] is None else _yes(r["upstream"]) or "no",
+            _upstream(r["upstream"]),
             _yes(r["serve_outside"]) or "no",
             "default"
             if r["multiple_keys_per_address"] is None
             else str(r["multiple_keys_per_address"]),
         )
     out.print(table)
+
+
+def _upstream(value: bool | list[str] | None) -> str:
+    if value is None:
+        return "default"
+    if isinstance(value, list):
+        return ", ".join(value) or "no"
+    return "yes" if value else "no"
 
 
 @policy_app.command("check")

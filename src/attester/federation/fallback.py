@@ -4,8 +4,9 @@
 
 1. Decide whether to ask at all: some upstream must take this kind of lookup, an email's
    domain must be one the operator's policy lets be looked up upstream (the ``upstream``
-   of its domain rule; ``upstream_allow_domains`` / ``upstream_deny_domains`` where no
-   rule says), and no standing answer may be cached
+   of its domain rule, which may also name the only upstreams to ask, e.g. the company
+   directory; ``upstream_allow_domains`` / ``upstream_deny_domains`` where no rule says),
+   and no standing answer may be cached
    (hits stand for ``upstream_hit_ttl_seconds``, misses for the shorter
    ``upstream_miss_ttl_seconds``).
 2. One request per query at a time in this process (concurrent identical misses wait for
@@ -92,12 +93,12 @@ class Fallback:
         if not eligible:
             self.metrics.lookups.labels("not_served").inc()
             return False
-        if (
-            isinstance(query, EmailQuery)
-            and not self.policy.current.for_email(query.email).upstream
-        ):
-            self.metrics.lookups.labels("domain_refused").inc()
-            return False
+        if isinstance(query, EmailQuery):
+            rule = self.policy.current.for_email(query.email)
+            eligible = [c for c in eligible if rule.asks(c.name)]
+            if not eligible:
+                self.metrics.lookups.labels("domain_refused").inc()
+                return False
         key = query_key(query)
         if self.origins.cached(key, self.clock()) is not None:
             self.metrics.lookups.labels("cached").inc()

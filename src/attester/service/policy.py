@@ -13,7 +13,7 @@ per recipient domain. The ``[policy]`` section of the configuration:
     submit = ["oidc", "operator"]      # how its addresses may be published
     oidc_issuers = ["https://login.example.com"]
     oidc_publish = "at_once"           # or "after_email"
-    upstream = false                   # never asked about upstream
+    upstream = ["directory"]           # asked only of these upstreams (true: all, false: none)
     serve_outside = false              # served only to internal clients
     multiple_keys_per_address = true
 
@@ -122,9 +122,10 @@ class DomainRule(BaseModel):
     # An id token publishes at once (FlowCrypt's enterprise path), or the address is still
     # mailed a link (the token only shows who uploads).
     oidc_publish: Literal["at_once", "after_email"] = "at_once"
-    # May the domain's addresses be looked up upstream? Unset: upstream_allow_domains and
-    # upstream_deny_domains decide.
-    upstream: bool | None = None
+    # May the domain's addresses be looked up upstream: true (every upstream), false (none),
+    # or the names of the upstreams that may be asked (the company directory, not the
+    # public keyservers). Unset: upstream_allow_domains and upstream_deny_domains decide.
+    upstream: bool | tuple[str, ...] | None = None
     # May the domain's keys be served to clients outside the internal networks?
     serve_outside: bool = True
     # Several keys per address for this domain; unset: multiple_keys_per_address decides.
@@ -236,12 +237,21 @@ class Rule:
     submit: frozenset[Method]
     oidc_issuers: frozenset[str]  # empty: every configured issuer
     oidc_at_once: bool
-    upstream: bool
+    upstreams: frozenset[str] | None  # which upstreams may be asked; None: every one
     serve_outside: bool
     multiple_keys_per_address: bool
 
     def accepts_oidc_issuer(self, issuer: str) -> bool:
         return not self.oidc_issuers or issuer in self.oidc_issuers
+
+    @property
+    def upstream(self) -> bool:
+        """Whether the domain's addresses may be looked up upstream at all."""
+        return self.upstreams is None or bool(self.upstreams)
+
+    def asks(self, upstream: str) -> bool:
+        """Whether this upstream may be asked about the domain's addresses."""
+        return self.upstreams is None or upstream in self.upstreams
 
     @property
     def accepts_uploads(self) -> bool:
@@ -315,7 +325,9 @@ class Policy:
             submit=frozenset(match.submit),
             oidc_issuers=frozenset(match.oidc_issuers),
             oidc_at_once=match.oidc_publish == "at_once",
-            upstream=self._upstream_alias(domain) if match.upstream is None else match.upstream,
+            upstreams=_upstreams(
+                self._upstream_alias(domain) if match.upstream is None else match.upstream
+            ),
             serve_outside=match.serve_outside,
             multiple_keys_per_address=(
                 self._multiple
@@ -350,6 +362,14 @@ class Policy:
             "upstream_deny_domains": list(self._deny),
             "multiple_keys_per_address": self._multiple,
         }
+
+
+def _upstreams(value: bool | tuple[str, ...]) -> frozenset[str] | None:
+    if value is True:
+        return None
+    if value is False:
+        return frozenset()
+    return frozenset(value)
 
 
 def _alias(pattern: str) -> str:
