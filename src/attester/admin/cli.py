@@ -27,7 +27,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 token_app = typer.Typer(help="Access tokens (on the database itself).", no_args_is_help=True)
-policy_app = typer.Typer(help="The policy ([policy] of the configuration).", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="The policy: deployment modes and the rules per domain.", no_args_is_help=True
+)
 app.add_typer(token_app, name="token")
 app.add_typer(policy_app, name="policy")
 
@@ -357,9 +359,24 @@ def _audit_table(entries: list[dict[str, Any]], title: str) -> Table:
             e["action"],
             what,
             e["reason"] or "",
-            e["detail"] or "",
+            _detail(e["detail"]),
         )
     return table
+
+
+def _detail(text: str | None) -> str:
+    """A JSON detail as ``key value`` lines, for people."""
+    if not text:
+        return ""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(value, dict):
+        return text
+    return "\n".join(
+        f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in value.items()
+    )
 
 
 @app.command("audit")

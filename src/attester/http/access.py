@@ -17,7 +17,8 @@ internal by sending that header.
 
 An access token may come as ``Authorization: Bearer att_...``, as ``X-Attester-Token``
 (when ``Authorization`` carries an OIDC id token), or as the password of HTTP Basic
-authentication (``https://user:att_...@keys.example.com``, which GnuPG's dirmngr sends).
+authentication, for clients that can only be given a URL
+(``https://user:att_...@keys.example.com``).
 """
 
 from __future__ import annotations
