@@ -65,7 +65,6 @@ class Publication:
             cert.fingerprint, {r.email for r in rows if r.email}
         )
         removed_ids = {r.id for r in rows if r.email in removed_emails}
-        tx.removals.set_flags(cert_id, cert_removed, removed_ids)
         published = [
             r
             for r in rows
@@ -82,6 +81,8 @@ class Publication:
             armor(publishable(cert, ())),
             armor(publishable(cert, raws)) if raws else None,
             {r.id: wkd_forms[r.email] for r in published if r.email},
+            removed=cert_removed,
+            removed_user_ids=removed_ids,
         )
         self.refresh_peer_forms(tx, cert_id, cert)
 

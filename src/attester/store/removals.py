@@ -3,9 +3,9 @@
 
 The flags are what makes a removal cheap to honour: every lookup query carries one more
 condition on a row it reads anyway, instead of a second query per request. They are kept
-in step with the ``removals`` table at every write of a certificate (``flags_for`` and
-``set_flags``, called by ``service.publication``), and for every certificate a removal
-touches when it is made or lifted (``service.removals``).
+in step with the ``removals`` table at every write of a certificate (``flags_for`` here,
+written with the served forms by ``WriteTx.write_forms``; ``service.publication``), and
+for every certificate a removal touches when it is made or lifted (``service.removals``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, false, or_, select, true, update
+from sqlalchemy import Connection, and_, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from attester.openpgp.types import Email, Fingerprint, KeyID
@@ -208,15 +208,3 @@ class RemovalTx:
                 named_domains.add(value)
         removed = {e for e in emails if e in named_emails or _domain_of(e) in named_domains}
         return cert_removed, removed
-
-    def set_flags(self, cert_id: int, cert_removed: bool, removed_uid_ids: Collection[int]) -> None:
-        self.conn.execute(update(certs).where(certs.c.id == cert_id).values(removed=cert_removed))
-        self.conn.execute(
-            update(user_ids).where(user_ids.c.cert_id == cert_id).values(removed=false())
-        )
-        if removed_uid_ids:
-            self.conn.execute(
-                update(user_ids)
-                .where(user_ids.c.id.in_(list(removed_uid_ids)))
-                .values(removed=true())
-            )

@@ -182,12 +182,25 @@ class WriteTx:
         identity_free: str,
         published: str | None,
         wkd: Mapping[int, bytes],
+        *,
+        removed: bool = False,
+        removed_user_ids: Collection[int] = (),
     ) -> None:
-        """What lookups serve: the armored identity-free and published forms, and per user
-        ID row in ``wkd`` its WKD answer (every other row of the certificate gets none)."""
+        """What lookups serve: the armored identity-free and published forms, per user ID
+        row in ``wkd`` its WKD answer (every other row of the certificate gets none), and
+        the removal flags (the certificate's, and those of the rows in
+        ``removed_user_ids``), in the statements that write the forms anyway."""
         self.conn.execute(
-            update(user_ids).where(user_ids.c.cert_id == cert_id).values(wkd_binary=None)
+            update(user_ids)
+            .where(user_ids.c.cert_id == cert_id)
+            .values(wkd_binary=None, removed=False)
         )
+        if removed_user_ids:
+            self.conn.execute(
+                update(user_ids)
+                .where(user_ids.c.id.in_(list(removed_user_ids)))
+                .values(removed=True)
+            )
         for row_id, binary in wkd.items():
             self.conn.execute(
                 update(user_ids).where(user_ids.c.id == row_id).values(wkd_binary=binary)
@@ -195,7 +208,9 @@ class WriteTx:
         self.conn.execute(
             update(certs)
             .where(certs.c.id == cert_id)
-            .values(armored_identity_free=identity_free, armored_published=published)
+            .values(
+                armored_identity_free=identity_free, armored_published=published, removed=removed
+            )
         )
 
     def published_emails(self, cert_id: int | None) -> set[Email]:
