@@ -128,8 +128,10 @@ class AccessGuard:
         if settings.path_prefix and path.startswith(settings.path_prefix):
             path = path[len(settings.path_prefix) :]
         client = scope["client"][0] if scope.get("client") else ""
+        protocol = protocol_of(path, prefers_html(request))
         internal = policy.internal_address(client)
-        if not internal:
+        # Unguarded surfaces (the admin API checks its own tokens) need no token lookup.
+        if not internal and protocol is not None:
             token = presented_token({k.lower(): v for k, v in request.headers.items()})
             if token is not None:
                 try:
@@ -144,7 +146,6 @@ class AccessGuard:
         scope.setdefault("state", {})[_STATE_KEY] = (
             Audience.INTERNAL if internal else Audience.OUTSIDE
         )
-        protocol = protocol_of(path, prefers_html(request))
         if protocol is None or internal or policy.mode(protocol) is Mode.PUBLIC:
             await self.app(scope, receive, send)
             return
