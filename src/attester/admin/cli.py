@@ -129,8 +129,10 @@ def _yes(v: bool) -> str:
 
 def _key_table(keys: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    for col in ("fingerprint", "addresses", "attested", "removed", "source", "updated"):
-        table.add_column(col)
+    # A fingerprint cut short is of no use: it keeps its width, the others wrap.
+    table.add_column("fingerprint", no_wrap=True, min_width=40)
+    for col in ("addresses", "attested", "removed", "source", "updated"):
+        table.add_column(col, overflow="fold")
     for k in keys:
         removed = "key" if k["removed"] else ", ".join(k["removed_addresses"])
         table.add_row(
@@ -335,7 +337,7 @@ def removals(as_json: JsonOpt = False) -> None:
         return
     table = Table(title=f"{len(found)} removal(s) in force")
     for col in ("kind", "value", "reason", "since", "by"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in found:
         table.add_row(
             r["kind"], r["value"], r["reason"], r["created"], f"{r['actor_kind']}:{r['actor']}"
@@ -349,7 +351,7 @@ def removals(as_json: JsonOpt = False) -> None:
 def _audit_table(entries: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
     for col in ("at", "who", "from", "action", "what", "reason", "detail"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for e in entries:
         what = " ".join(x for x in (e["fingerprint"], e["email"], e["domain"]) if x)
         table.add_row(
