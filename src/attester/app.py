@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -19,16 +21,22 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from attester.admin import api as admin_api
 from attester.attestation.delivery import OutboxWorker
 from attester.attestation.mail import transport_from_url
 from attester.attestation.oidc import OIDCSettings, OIDCVerifier
-from attester.config import Settings
+from attester.config import ConfigError, Settings
 from attester.federation import Federation
 from attester.http import redact
+from attester.http.access import AccessGuard
 from attester.protocols import fes, flowcrypt, hkp, vks, wkd
 from attester.service.attestation import Attestation
 from attester.service.client_config import ClientConfigurations
 from attester.service.core import Clock, Core, utcnow
+from attester.service.errors import ServiceError
+from attester.service.operator import Administration
+from attester.service.policy import Policy, PolicyInvalid
+from attester.store.audit import Actor, ActorKind
 from attester.store.db import open_database, upgrade
 from attester.store.errors import DatabaseUnavailable
 from attester.web import pages
@@ -46,6 +54,7 @@ def _routes() -> list[BaseRoute]:
         *vks.routes(),
         *wkd.routes(),
         *hkp.routes(),
+        *admin_api.routes(),
     ]
 
 
@@ -127,7 +136,49 @@ def _background(
     return asyncio.create_task(run(), name=name), scope
 
 
-def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
+def _policy_source(reload: Callable[[], Settings]) -> Callable[[], Policy]:
+    def source() -> Policy:
+        try:
+            return reload().make_policy()
+        except ConfigError as e:
+            raise PolicyInvalid(str(e)) from e
+
+    return source
+
+
+def _on_sighup(admin: Administration) -> Callable[[], None]:
+    """``kill -HUP``: re-read the policy, as ``POST /admin/api/v1/policy/reload`` does
+    (audited as the system; a refused file is logged and changes nothing)."""
+
+    async def reload() -> None:
+        try:
+            await anyio.to_thread.run_sync(admin.reload_policy, Actor(ActorKind.SYSTEM, "SIGHUP"))
+        except ServiceError as e:
+            log.error("policy not reloaded (the policy in force stays): %s", e.message)
+        except Exception:
+            log.exception("policy reload on SIGHUP failed")
+        else:
+            log.info("policy reloaded on SIGHUP")
+
+    running: set[asyncio.Task[None]] = set()  # keeps each reload alive until it is done
+
+    def handle() -> None:
+        task = asyncio.ensure_future(reload())
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    return handle
+
+
+def create_app(
+    settings: Settings,
+    clock: Clock = utcnow,
+    reload: Callable[[], Settings] | None = None,
+) -> Starlette:
+    """The application. ``reload`` re-reads the configuration (the file and environment
+    ``settings`` came from): the policy is reloaded from it on ``SIGHUP`` and by the admin
+    API; without it, a reload is refused."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redact.install()
@@ -135,6 +186,8 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
         db = open_database(settings.database_url, settings.database_pool_size)
         upgrade(db)
         core = Core(settings, db, clock)
+        if reload is not None:
+            core.policy.source = _policy_source(reload)
         federation = Federation(settings, core)
         core.upstreams = federation.fallback
         async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
@@ -175,9 +228,19 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
             loops = [_background(worker.run_forever, "outbox-worker")]
             if federation.mirrors is not None:
                 loops.append(_background(federation.mirrors.run_forever, "mirrors"))
+            # Signals reach only the main thread's loop (``attester serve``); an app run
+            # elsewhere (tests, embedded) reloads through the admin API.
+            loop = asyncio.get_running_loop()
+            hup = threading.current_thread() is threading.main_thread() and hasattr(
+                signal, "SIGHUP"
+            )
+            if hup:
+                loop.add_signal_handler(signal.SIGHUP, _on_sighup(app.state.attestation.admin))
             try:
                 yield
             finally:
+                if hup:
+                    loop.remove_signal_handler(signal.SIGHUP)
                 if app.state.recon is not None:
                     await app.state.recon.close()
                 if federation.mirrors is not None:
@@ -198,11 +261,13 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "HEAD", "POST", "PUT", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "api-version"],
+            allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "api-version", "x-attester-token"],
             expose_headers=["X-Attester-Origin"],  # browser clients may show a key's origin
             max_age=86400,
-        )
+        ),
+        # Inside CORS, so a refusal of internal mode still carries CORS headers.
+        Middleware(AccessGuard),
     ]
     app = Starlette(
         routes=routes,

@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from attester.admin.cli import app as admin_app
 from attester.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ recon_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(recon_app, name="recon")
+app.add_typer(admin_app, name="admin")
 
 err = Console(stderr=True)
 _PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -88,9 +90,15 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+    def reread() -> Settings:
+        # SIGHUP and the admin API re-read the same file and environment (not the flags,
+        # which set nothing the policy depends on).
+        return load_settings(config)
+
     server = _Server(
         uvicorn.Config(
-            create_app(settings),
+            create_app(settings, reload=reread),
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
@@ -150,9 +158,11 @@ def import_(
     """Merge certificates from keyrings or keyserver dumps into the store, streaming, and
     print a summary. A rerun skips what is already stored unchanged, so an interrupted
     import resumes."""
+    from attester.admin.client import cli_actor
     from attester.federation import DumpImporter, DumpSummary, DumpUnreadable
     from attester.service.core import Core
     from attester.service.errors import ServiceError
+    from attester.store.audit import Actor, ActorKind
     from attester.store.db import open_database, upgrade
 
     if domain and not attest_emails:
@@ -173,6 +183,7 @@ def import_(
         attest_emails=attest_emails,
         domains=domain,
         batch_size=batch_size,
+        actor=Actor(ActorKind.IMPORT, cli_actor().name),
     )
     summary = DumpSummary()
     failed = False
@@ -236,6 +247,8 @@ def import_(
         table.add_row("(already stored, skipped)", str(summary.skipped))
     if attest_emails:
         table.add_row("addresses attested", str(summary.attested))
+        if summary.refused:
+            table.add_row("addresses refused (policy, removals)", str(summary.refused))
     Console().print(table)
     for reason, n in summary.reasons.most_common():
         Console().print(f"  rejected {n} x: {reason}")

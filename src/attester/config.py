@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from attester.openpgp.model import Limits
 from attester.service.client_config import SELF, ClientConfiguration, normalise_table
+from attester.service.policy import Policy, PolicySettings
 
 
 class ConfigError(Exception):
@@ -306,6 +307,12 @@ class Settings(BaseSettings):
 
     # --- enterprise: FlowCrypt client configuration per domain ("*": every other domain)
     client_configuration: dict[str, ClientConfiguration] = {}
+    # --- enterprise: deployment modes and rules per domain (service/policy.py); reloaded
+    # by SIGHUP and the admin API without a restart
+    policy: PolicySettings = PolicySettings()
+    # --- administration (docs/enterprise.md): bounds of the admin API and CLI
+    admin_page_size: int = Field(1000, ge=1, le=100000)  # most rows one listing returns
+    admin_reason_max_chars: int = Field(1000, ge=10, le=100000)  # a removal's reason
 
     # --- SKS reconciliation (docs/federation.md, "Reconciliation")
     recon_address: str = ""  # listen here (and connect out from here); empty: no listener
@@ -404,6 +411,21 @@ class Settings(BaseSettings):
         servers = [s.server for s in self.ldap_relay_servers]
         if len(set(servers)) != len(servers):
             raise ValueError("ldap_relay_servers names a server twice")
+        names = {u.name for u in self.upstreams}
+        for i, rule in enumerate(self.policy.domains):
+            unknown = [iss for iss in rule.oidc_issuers if iss not in self.oidc_issuers]
+            if unknown:
+                raise ValueError(
+                    f"policy.domains[{i}] ({rule.domain}): oidc issuer {unknown[0]!r} is not "
+                    "in oidc_issuers, so its id tokens are never accepted"
+                )
+            if isinstance(rule.upstream, tuple):
+                missing = [n for n in rule.upstream if n not in names]
+                if missing:
+                    raise ValueError(
+                        f"policy.domains[{i}] ({rule.domain}): upstream {missing[0]!r} is not "
+                        "one of the configured upstreams"
+                    )
         if not self.base_url and any(
             c.custom_keyserver_url == SELF for c in self.client_configuration.values()
         ):
@@ -440,6 +462,15 @@ class Settings(BaseSettings):
             max_signatures_per_component=self.max_signatures_per_component,
             max_packet_bytes=self.max_packet_bytes,
             max_unbound_components=self.max_unbound_components,
+        )
+
+    def make_policy(self) -> Policy:
+        """The policy these settings describe, with the older settings as its defaults."""
+        return Policy(
+            self.policy,
+            upstream_allow=self.upstream_allow_domains,
+            upstream_deny=self.upstream_deny_domains,
+            multiple_keys_per_address=self.multiple_keys_per_address,
         )
 
     @property

@@ -36,17 +36,21 @@ class InProcess:
 
 @contextmanager
 def in_process(
-    settings: Settings, host: str = "testserver", **app_kwargs: Any
+    settings: Settings,
+    host: str = "testserver",
+    client: tuple[str, int] = ("127.0.0.1", 123),
+    **app_kwargs: Any,
 ) -> Iterator[InProcess]:
+    """``client`` is the address the app sees the requests come from."""
     app = create_app(settings, **app_kwargs)
     with (
         anyio.from_thread.start_blocking_portal() as portal,
         portal.wrap_async_context_manager(app.router.lifespan_context(app)),
     ):
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=f"http://{host}"
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=client), base_url=f"http://{host}"
         )
         try:
-            yield InProcess(portal, client)
+            yield InProcess(portal, http)
         finally:
-            portal.call(client.aclose)
+            portal.call(http.aclose)

@@ -3,7 +3,10 @@
 ``Fallback.ask`` is called by ``Core.lookup`` only when nothing local answers. Steps:
 
 1. Decide whether to ask at all: some upstream must take this kind of lookup, an email's
-   domain must pass the operator's ``DomainPolicy``, and no standing answer may be cached
+   domain must be one the operator's policy lets be looked up upstream (the ``upstream``
+   of its domain rule, which may also name the only upstreams to ask, e.g. the company
+   directory; ``upstream_allow_domains`` / ``upstream_deny_domains`` where no rule says),
+   and no standing answer may be cached
    (hits stand for ``upstream_hit_ttl_seconds``, misses for the shorter
    ``upstream_miss_ttl_seconds``).
 2. One request per query at a time in this process (concurrent identical misses wait for
@@ -32,7 +35,6 @@ from dataclasses import dataclass, field
 from attester.config import Settings
 from attester.federation.errors import UpstreamError
 from attester.federation.metrics import Metrics
-from attester.federation.policy import DomainPolicy
 from attester.federation.upstream import Fetched, GuardedUpstream, Lookup
 from attester.openpgp import CertificateError
 from attester.service.core import Core
@@ -74,7 +76,7 @@ class Fallback:
         self.core = core
         self.clock = core.clock
         self.origins = core.origins
-        self.policy = DomainPolicy(settings.upstream_allow_domains, settings.upstream_deny_domains)
+        self.policy = core.policy  # the policy in force, reloadable
         self.clients = list(clients)  # in the configured order
         self._pool = ThreadPoolExecutor(
             max_workers=settings.upstream_concurrency, thread_name_prefix="upstream"
@@ -92,9 +94,12 @@ class Fallback:
         if not eligible:
             self.metrics.lookups.labels("not_served").inc()
             return False
-        if isinstance(query, EmailQuery) and not self.policy.allows(query.email):
-            self.metrics.lookups.labels("domain_refused").inc()
-            return False
+        if isinstance(query, EmailQuery):
+            rule = self.policy.current.for_email(query.email)
+            eligible = [c for c in eligible if rule.asks(c.name)]
+            if not eligible:
+                self.metrics.lookups.labels("domain_refused").inc()
+                return False
         key = query_key(query)
         if self.origins.cached(key, self.clock()) is not None:
             self.metrics.lookups.labels("cached").inc()

@@ -1,10 +1,15 @@
-"""Which recipient domains may be looked up upstream at all.
+"""Which recipient domains may be looked up upstream at all, by the two older settings
+``upstream_allow_domains`` and ``upstream_deny_domains``.
 
 An internal deployment must not tell the world which colleagues' addresses were asked
 about: an address whose domain the policy refuses never leaves the server. Patterns:
 ``*`` (every domain), ``example.com`` (that domain only), ``*.example.com`` (its
 subdomains, not itself). A domain matching the deny list is refused whatever the allow
 list says.
+
+The operator's policy (``service.policy``, ``[[policy.domains]]`` with ``upstream``) is
+what the fallback asks; these lists are its default where no domain rule says, and this
+class answers with exactly the same rules.
 """
 
 from __future__ import annotations
@@ -12,27 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from attester.openpgp.types import Email
-
-
-def _normalise(pattern: str) -> str:
-    return pattern.strip().lower().rstrip(".")
-
-
-def _matches(pattern: str, domain: str) -> bool:
-    if pattern == "*":
-        return True
-    if pattern.startswith("*."):
-        return domain.endswith(pattern[1:])
-    return domain == pattern
+from attester.service.policy import Policy, PolicySettings
 
 
 class DomainPolicy:
     def __init__(self, allow: Iterable[str], deny: Iterable[str] = ()) -> None:
-        self.allow = tuple(p for p in (_normalise(a) for a in allow) if p)
-        self.deny = tuple(p for p in (_normalise(d) for d in deny) if p)
+        self._policy = Policy(PolicySettings(), upstream_allow=allow, upstream_deny=deny)
 
     def allows(self, email: Email) -> bool:
-        domain = email.domain
-        if any(_matches(p, domain) for p in self.deny):
-            return False
-        return any(_matches(p, domain) for p in self.allow)
+        return self._policy.for_email(email).upstream

@@ -13,6 +13,7 @@ from attester.openpgp.certificates import (
     parse_certificates,
     parse_keyring,
     publishable,
+    without_user_ids,
 )
 from attester.openpgp.digest import sks_digest
 from attester.openpgp.errors import (
@@ -64,4 +65,5 @@ __all__ = [
     "parse_keyring",
     "publishable",
     "sks_digest",
+    "without_user_ids",
 ]

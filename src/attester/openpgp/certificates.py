@@ -266,6 +266,26 @@ def publishable(cert: ParsedCert, attested: Collection[bytes]) -> bytes:
     return cert.served.join(attested)
 
 
+def without_user_ids(data: bytes, dropped: Collection[bytes]) -> bytes:
+    """``data`` (one stored, canonical certificate) with the user IDs whose exact bytes are
+    in ``dropped`` left out, each with every signature that follows it; everything else
+    stays as it is, third-party certifications included (whole exports of a certificate an
+    operator removed an address from)."""
+    if not dropped:
+        return data
+    wanted = frozenset(dropped)
+    out: list[RawPacket] = []
+    skipping = False
+    for p in split_packets(data):
+        if p.tag == USER_ID:
+            skipping = p.body in wanted
+        elif p.tag != SIGNATURE:
+            skipping = False
+        if not skipping:
+            out.append(p)
+    return encode_packets(out)
+
+
 def _unlimited(stored: bytes) -> _Input:
     # Stored data was checked against the limits when it was written.
     return _Input(stored, Limits(max_input_bytes=max(len(stored), 1)))

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from attester.federation.relay import armored
+from attester.http.access import audience_of, presented_token
 from attester.http.body import read_body, read_json
 from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
@@ -47,7 +48,7 @@ async def get_pub(request: Request) -> Response:
             # FlowCrypt's browser and iOS app treat any status but 2xx and 404 as a failure
             # ("retry"); a term that is no address, fingerprint or key id finds nothing.
             raise NotFound(f"No key found: {e.message}") from e
-        found = await run_in_threadpool(core.lookup, query)
+        found = await run_in_threadpool(core.lookup, query, audience_of(request))
     except ServiceError as e:
         return error_response(e.status, e.message, e.headers)
     # One armor block per certificate: FlowCrypt's browser reads each block of an answer
@@ -66,8 +67,9 @@ def _email(raw: str) -> Email:
 
 
 async def post_pub(request: Request) -> Response:
-    """Submit a key for an address: with an OIDC id token it is published at once, without
-    one a confirmation mail goes to the address. The body is always the raw armored key,
+    """Submit a key for an address: with an OIDC id token it is published at once (unless
+    the domain's policy still wants the email link), without one a confirmation mail goes
+    to the address. The body is always the raw armored key,
     whatever content type the client claims."""
     service: Attestation = request.app.state.attestation
     try:
@@ -75,10 +77,15 @@ async def post_pub(request: Request) -> Response:
         data = await read_body(request)
         if not data.strip():
             raise BadRequest("The body is empty: send the armored public key.")
-        if "authorization" in request.headers:
-            await service.submit.with_id_token(request.headers["authorization"], email, data)
-            return PlainTextResponse("Saved")
-        outcome = await run_in_threadpool(service.submit.for_address, email, data)
+        if "authorization" in request.headers and not _access_token_only(request):
+            client = request.client.host if request.client else None
+            outcome = await service.submit.with_id_token(
+                request.headers["authorization"], email, data, client
+            )
+            if outcome is SubmitOutcome.PUBLISHED:
+                return PlainTextResponse("Saved")
+        else:
+            outcome = await run_in_threadpool(service.submit.for_address, email, data)
     except ServiceError as e:
         return error_response(e.status, e.message, e.headers)
     wake_mailer(request)
@@ -95,6 +102,12 @@ async def post_pub(request: Request) -> Response:
         SubmitOutcome.MAIL_PENDING: sent,
     }[outcome]
     return PlainTextResponse(text)
+
+
+def _access_token_only(request: Request) -> bool:
+    """An ``Authorization`` header that carries this server's access token (internal
+    mode), not an OIDC id token."""
+    return presented_token({"authorization": request.headers["authorization"]}) is not None
 
 
 async def put_pub(request: Request) -> Response:
@@ -157,7 +170,9 @@ async def ldap_relay(request: Request) -> Response:
         if not server.strip():
             raise BadRequest("The query parameter 'server' is missing.")
         email = _email(request.query_params.get("search", ""))
+        core: Core = request.app.state.core
         found = await run_in_threadpool(relay.lookup, server, email)
+        found = await run_in_threadpool(core.relayable, found, email, audience_of(request))
     except ServiceError as e:
         return error_response(e.status, e.message, e.headers)
     origin = f"ldap-relay:{server.strip().lower().rstrip('.')}"
@@ -176,7 +191,7 @@ async def lookup_email(request: Request) -> Response:
         data = await read_json(request, "email")
         email = _email(data["email"])
         try:
-            found = await run_in_threadpool(core.lookup, EmailQuery(email))
+            found = await run_in_threadpool(core.lookup, EmailQuery(email), audience_of(request))
         except ServiceError as e:
             if e.status != 404:
                 raise

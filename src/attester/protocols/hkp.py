@@ -26,6 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from attester import __version__
+from attester.http.access import audience_of
 from attester.http.body import read_body
 from attester.http.render import page
 from attester.http.state import wake_mailer
@@ -39,6 +40,7 @@ from attester.service.errors import (
     ServiceError,
     Unsupported,
 )
+from attester.service.policy import Audience
 from attester.service.query import Query, TextQuery, parse_query
 from attester.service.submission import KeyringUpload
 from attester.service.verification import AddressState
@@ -98,10 +100,10 @@ def _lookup_params(request: Request) -> _Lookup:
 
 
 def _find(
-    core: Core, query: Query, exact: bool, with_uids: bool
+    core: Core, query: Query, exact: bool, with_uids: bool, audience: Audience
 ) -> tuple[list[StoredCert], dict[int, list[StoredUserID]]]:
     """The certificates a search finds and, when asked, their published user IDs."""
-    found = core.search(query)
+    found = core.search(query, audience)
     exact_text = exact and isinstance(query, TextQuery)
     uids = core.published_user_ids(found) if with_uids or exact_text else {}
     if exact and isinstance(query, TextQuery):
@@ -122,12 +124,13 @@ async def lookup(request: Request) -> Response:
         p = _lookup_params(request)
         if p.op == "stats":
             return await _stats(request, core, p)
+        audience = audience_of(request)
         if p.op == "hget":
-            return await _hget(core, p.search)
+            return await _hget(core, p.search, audience)
         if not p.search.strip():
             raise InvalidQuery("The search parameter is missing.")
         query = parse_query(p.search, allow_text=True)
-        found, uids = await run_in_threadpool(_find, core, query, p.exact, p.op != "get")
+        found, uids = await run_in_threadpool(_find, core, query, p.exact, p.op != "get", audience)
     except ServiceError as e:
         return error_response(e.status, e.message, e.headers)
     if p.op == "get":
@@ -162,13 +165,13 @@ async def lookup(request: Request) -> Response:
     return response
 
 
-async def _hget(core: Core, digest: str) -> Response:
+async def _hget(core: Core, digest: str, audience: Audience) -> Response:
     d = digest.strip()
     if d[:2].lower() == "0x":
         d = d[2:]
     if not _DIGEST.match(d):
         raise InvalidQuery("op=hget takes an SKS key digest: 32 hexadecimal digits.")
-    found = await run_in_threadpool(core.by_digest, d)
+    found = await run_in_threadpool(core.by_digest, d, audience)
     if found is None:
         raise NotFound("No key has this digest")
     return Response(found.armored, media_type=_KEYS_TYPE, headers=_CORS)
@@ -331,7 +334,9 @@ def add_report(upload: KeyringUpload, sends_mail: bool) -> str:
     for a in upload.added:
         out.append(f"Key {a.fingerprint}: {a.result.value}{', revoked' if a.revoked else ''}.")
         for email, state in a.addresses.items():
-            if state is AddressState.PUBLISHED:
+            if email in a.refused:
+                out.append(f"  {email}: not published: {a.refused[email]}")
+            elif state is AddressState.PUBLISHED:
                 out.append(f"  {email}: published.")
             elif state is AddressState.REVOKED:
                 out.append(f"  {email}: revoked, not published.")
@@ -401,7 +406,10 @@ async def hashquery(request: Request) -> Response:
     try:
         digests = parse_hashquery(await read_body(request))
         found = await run_in_threadpool(
-            core.certificates_by_digest, digests, core.settings.hashquery_max_bytes
+            core.certificates_by_digest,
+            digests,
+            core.settings.hashquery_max_bytes,
+            audience_of(request),
         )
     except ServiceError as e:
         return error_response(e.status, e.message, e.headers)

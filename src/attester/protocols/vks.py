@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from attester.http.access import audience_of
 from attester.http.body import read_json
 from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail
@@ -84,7 +85,7 @@ async def _lookup(request: Request, kind: type[Query]) -> Response:
     except BadRequest as e:
         return _text(request, 400, e.message)
     try:
-        found = await run_in_threadpool(core.lookup, query)
+        found = await run_in_threadpool(core.lookup, query, audience_of(request))
     except NotFound:
         return _text(request, 404, f"No key found for {_what(query)}")
     return _armored(request, found, by_email=kind is EmailQuery)

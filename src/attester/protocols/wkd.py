@@ -26,6 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from attester.config import Settings
+from attester.http.access import audience_of
 from attester.service.core import Core
 from attester.service.errors import NotFound
 
@@ -78,7 +79,7 @@ async def _key(request: Request, domain: str | None) -> Response:
     if served is None or not _HASH.match(hash_):
         return _not_found(request)
     try:
-        body = await run_in_threadpool(core.wkd, served, hash_)
+        body = await run_in_threadpool(core.wkd, served, hash_, audience_of(request))
     except NotFound:
         return _not_found(request, "No key is published for this address")
     return Response(body, media_type="application/octet-stream", headers=_headers(request))

@@ -22,6 +22,7 @@ from attester.attestation.oidc import OIDCVerifier
 from attester.service.core import Core
 from attester.service.imports import Imports
 from attester.service.management import Management
+from attester.service.operator import Administration
 from attester.service.submission import Submissions
 from attester.service.verification import Verification
 from attester.service.welcome import Welcome
@@ -35,6 +36,7 @@ class Attestation:
     manage: Management
     imports: Imports
     welcome: Welcome
+    admin: Administration  # the operator's surface (admin API, ``attester admin``)
 
     @classmethod
     def build(cls, core: Core, oidc: OIDCVerifier | None = None) -> Attestation:
@@ -46,4 +48,5 @@ class Attestation:
             manage=Management(core),
             imports=Imports(core),
             welcome=Welcome(core, oidc),
+            admin=Administration(core, verify),
         )

@@ -3,6 +3,11 @@
 
 It takes parsed values (``Query``, ``Email``, ``Fingerprint``), returns stored views or
 result objects, and raises ``ServiceError`` subclasses; it knows nothing of HTTP.
+
+Every lookup names its ``Audience``: a client inside the organisation's networks (or with
+an access token) or anyone else. The operator's policy may keep a domain's keys from the
+latter (``serve_outside = false``); what is removed from distribution is never served to
+anyone (the store leaves it out of every query).
 """
 
 from __future__ import annotations
@@ -13,14 +18,19 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from attester.config import Settings
+from attester.openpgp import ParsedCert
+from attester.openpgp.types import Email
 from attester.service.errors import BadRequest, NotFound, Unsupported
 from attester.service.ingest import Ingest
+from attester.service.invalidation import LookupInvalidation
 from attester.service.mails import Mails
+from attester.service.policy import Audience, PolicyHolder
 from attester.service.publication import Publication
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery, Query, TextQuery
 from attester.store.db import Database
 from attester.store.keys import KeyStore
 from attester.store.origins import OriginStore
+from attester.store.removals import RemovalStore
 from attester.store.secrets import server_secret
 from attester.store.views import OriginKind, StoredCert, StoredUserID
 
@@ -54,15 +64,21 @@ class Core:
         self.clock = clock
         self.store = KeyStore(db)
         self.origins = OriginStore(db)
+        self.removals = RemovalStore(db)
+        # The policy in force; the app gives it a source to reload from (SIGHUP, admin API).
+        self.policy = PolicyHolder(settings.make_policy())
+        # Told whenever what lookups serve changes outside the normal write path (removals):
+        # the one place a lookup cache would be invalidated (``service.invalidation``).
+        self.invalidation = LookupInvalidation()
         self.mails = Mails(settings)
-        self.publication = Publication(settings, self.mails)
+        self.publication = Publication(settings, self.mails, self.policy)
         self.ingest = Ingest(self.publication, settings.limits)
         # Set when the app is built (``attester.app``): federation writes through
         # ``ingest``, so it is made after the core.
         self.upstreams = upstreams
 
     # ---- lookups
-    def lookup(self, query: Query) -> list[StoredCert]:
+    def lookup(self, query: Query, audience: Audience = Audience.OUTSIDE) -> list[StoredCert]:
         """The one decision point for lookups: what a query finds, whichever protocol asked
         and whichever source supplies it. Sources, the first with a result wins:
 
@@ -71,23 +87,52 @@ class Core:
         2. peers already stored (mirrors, earlier upstream answers): by email, certificates
            on which a peer published the address; by fingerprint or key id, the peer's copy
            of a certificate with nothing attested here. Marked with their ``origin``;
-        3. upstreams, asked now when 1 has nothing, no mirror has the answer and no cached
-           upstream answer stands; what they vouch for is stored, then read as in 2.
+        3. upstreams, asked now when 1 has nothing, no mirror has the answer, no cached
+           upstream answer stands and no removal names what is asked for; what they vouch
+           for is stored, then read as in 2.
+
+        Then what the audience may see (``visible``), and one key per address unless the
+        address's domain allows several.
         """
         if isinstance(query, TextQuery):
             raise BadRequest("text search is not supported here")
+        policy = self.policy.current
+        if isinstance(query, EmailQuery) and not policy.served_to(query.email.domain, audience):
+            # Not even asked upstream: an outsider learns nothing about the domain's people.
+            raise NotFound(_not_found_message(query))
         found, peers = self._stored(query)
         if not found:
             # A mirrored or reconciled copy answers: no upstream is asked.
             mirrored = any(c.origin.kind in (OriginKind.MIRROR, OriginKind.RECON) for c in peers)
-            if self.upstreams is not None and not mirrored and self.upstreams.ask(query):
+            if (
+                self.upstreams is not None
+                and not mirrored
+                and not self._removed(query)
+                and self.upstreams.ask(query)
+            ):
                 found, peers = self._stored(query)
             found = found or peers
+        found = self.visible(found, audience)
         if not found:
             raise NotFound(_not_found_message(query))
-        if isinstance(query, EmailQuery) and not self.settings.multiple_keys_per_address:
+        if (
+            isinstance(query, EmailQuery)
+            and not policy.for_email(query.email).multiple_keys_per_address
+        ):
             found = found[:1]
         return found
+
+    def _removed(self, query: EmailQuery | FingerprintQuery | KeyIDQuery) -> bool:
+        """Whether a removal names what is asked for: then no upstream is asked either (a
+        removed key fetched upstream must not come back, and nobody outside needs to learn
+        that someone looked for it)."""
+        match query:
+            case EmailQuery(email):
+                return self.removals.blocks(email=email)
+            case FingerprintQuery(fpr):
+                return self.removals.blocks(fingerprint=fpr)
+            case KeyIDQuery(kid):
+                return self.removals.blocks(key_id=kid)
 
     def _stored(
         self, query: EmailQuery | FingerprintQuery | KeyIDQuery
@@ -113,24 +158,55 @@ class Core:
         ]
         return local, peers
 
-    def search(self, query: Query) -> list[StoredCert]:
+    def visible(self, found: list[StoredCert], audience: Audience) -> list[StoredCert]:
+        """The certificates ``audience`` may be served: all of them for internal clients;
+        for others, none that is served with an address of a domain the policy keeps
+        inside (``serve_outside = false``)."""
+        policy = self.policy.current
+        if audience is Audience.INTERNAL or not policy.hides_domains or not found:
+            return found
+        uids = self.published_user_ids(found)
+        return [
+            c
+            for c in found
+            if all(
+                policy.served_to(u.email.domain, audience)
+                for u in uids.get(c.id, [])
+                if u.email is not None
+            )
+        ]
+
+    def relayable(
+        self, found: list[ParsedCert], email: Email, audience: Audience
+    ) -> list[ParsedCert]:
+        """Of the keys a directory answered a relayed lookup with (``/ldap-relay``; not
+        stored), those this server may pass on: none for an address or domain that is
+        removed or kept from this audience, and no removed key."""
+        if not self.policy.current.served_to(email.domain, audience) or self.removals.blocks(
+            email=email
+        ):
+            return []
+        return [c for c in found if not self.removals.blocks(fingerprint=c.fingerprint)]
+
+    def search(self, query: Query, audience: Audience = Audience.OUTSIDE) -> list[StoredCert]:
         """Like ``lookup``, and free text too (HKP, the web search box): every word must
         occur in a published user ID."""
         if not isinstance(query, TextQuery):
-            return self.lookup(query)
+            return self.lookup(query, audience)
         if not self.settings.hkp_text_search:
             raise Unsupported("Text search is switched off on this server.")
         words = [w for w in query.words if w]
         if not words or all(len(w) < 2 for w in words):
             raise BadRequest("The search text is too short.")
         found = self.store.search_text(words, self.settings.search_result_limit)
+        found = self.visible(found, audience)
         if not found:
             raise NotFound("No published key matches the search text")
         return found
 
     def published_user_ids(self, found: list[StoredCert]) -> dict[int, list[StoredUserID]]:
         """The user IDs each found certificate is served with: those attested here, or for
-        a peer's copy those the peer published (index listings)."""
+        a peer's copy those the peer published (index listings). Never removed ones."""
         out = self.store.published_user_ids(
             [c.id for c in found if c.origin.kind is OriginKind.LOCAL]
         )
@@ -141,20 +217,37 @@ class Core:
         )
         return out
 
-    def by_digest(self, digest: str) -> StoredCert | None:
-        return self.store.by_digest(digest)
+    def by_digest(self, digest: str, audience: Audience = Audience.OUTSIDE) -> StoredCert | None:
+        found = self.store.by_digest(digest)
+        return next(iter(self.visible([found], audience)), None) if found else None
 
-    def certificates_by_digest(self, digests: Sequence[str], max_bytes: int) -> list[bytes]:
+    def certificates_by_digest(
+        self, digests: Sequence[str], max_bytes: int, audience: Audience = Audience.OUTSIDE
+    ) -> list[bytes]:
         """The full stored certificates with these SKS digests, in request order, unknown
         ones left out (HKP ``/pks/hashquery``). Stops once ``max_bytes`` are collected: a
         sync peer asks again for what it still misses, and one request must not make us
-        hold gigabytes of key material in memory."""
+        hold gigabytes of key material in memory.
+
+        What is removed from distribution is left out as unknown digests are: its digest
+        stays in what this server holds (an SKS peer would send the key again and again
+        if it vanished), but its content is never sent. So are certificates carrying any
+        address of a domain kept inside, unless the peer is an internal client."""
         ordered = list(dict.fromkeys(d.lower() for d in digests))
+        policy = self.policy.current
+        hide = audience is Audience.OUTSIDE and policy.hides_domains
         out: list[bytes] = []
         size = 0
         for start in range(0, len(ordered), 200):
             chunk = ordered[start : start + 200]
             found = self.store.data_by_digests(chunk)
+            if hide and found:
+                emails = self.store.emails_by_digest(list(found))
+                found = {
+                    d: data
+                    for d, data in found.items()
+                    if all(policy.served_to(e.rpartition("@")[2], audience) for e in emails[d])
+                }
             for d in chunk:
                 if d not in found:
                     continue
@@ -175,12 +268,16 @@ class Core:
         domains = {d.lower().rstrip(".") for d in self.settings.wkd_domains}
         return "*" in domains or domain.lower().rstrip(".") in domains
 
-    def wkd(self, domain: str, hash_: str) -> bytes:
+    def wkd(self, domain: str, hash_: str, audience: Audience = Audience.OUTSIDE) -> bytes:
         """The WKD answer: binary certificate(s) with only the requested address's user IDs."""
         if not self.serves_wkd_domain(domain):
             raise NotFound(f"This server does not serve WKD for {domain}")
-        found = self.store.wkd(domain.lower().rstrip("."), hash_.lower())
-        if not self.settings.multiple_keys_per_address:
+        domain = domain.lower().rstrip(".")
+        policy = self.policy.current
+        if not policy.served_to(domain, audience):
+            raise NotFound("No key is published for this address")
+        found = self.store.wkd(domain, hash_.lower())
+        if not policy.rule(domain).multiple_keys_per_address:
             found = found[:1]
         if not found:
             raise NotFound("No key is published for this address")

@@ -6,7 +6,11 @@ protocol adapters (each in its own body format). Messages are sentences for user
     │   └── InvalidQuery    a search term that is no address, fingerprint or key id
     │       └── ShortKeyID  a 32-bit key id: refused, they collide
     ├── NotFound            nothing (published) matches
-    ├── Unauthorized        a credential (OIDC id token) was missing or not accepted
+    ├── Unauthorized        a credential (OIDC id token, access token) was missing or not accepted
+    ├── Forbidden           not allowed here
+    │   ├── RefusedByPolicy the operator's policy does not allow it (docs/enterprise.md)
+    │   └── Removed         the key or address is removed from distribution by the operator
+    ├── Conflict            the change contradicts the state (a token name already taken)
     ├── RateLimited         too many requests of this kind for now (``retry_after``)
     ├── Gone                a token that expired or was already used
     ├── Unsupported         switched off by the operator (e.g. HKP text search)
@@ -54,6 +58,22 @@ class NotFound(ServiceError):
 
 class Unauthorized(ServiceError):
     status = 401
+
+
+class Forbidden(ServiceError):
+    status = 403
+
+
+class RefusedByPolicy(Forbidden):
+    pass
+
+
+class Removed(Forbidden):
+    pass
+
+
+class Conflict(ServiceError):
+    status = 409
 
 
 class RateLimited(ServiceError):

@@ -1,6 +1,8 @@
 """The operator's keyring import (``attester import``; dumps with ``--attest-emails``):
 every certificate merged through ``Ingest``, and with ``attest_emails`` the operator
-vouching for its addresses (the enterprise directory path), under the conflict rule."""
+vouching for its addresses (the enterprise directory path), under the operator's policy
+(an address whose domain allows no operator attestation, or that is removed from
+distribution, is counted as refused) and the conflict rule."""
 
 from __future__ import annotations
 
@@ -13,7 +15,11 @@ from attester.openpgp.types import Email
 from attester.service.core import Core
 from attester.service.errors import input_error
 from attester.service.ingest import ImportResult
+from attester.service.policy import Method
+from attester.store.audit import Actor, ActorKind
 from attester.store.views import AttestedBy
+
+OPERATOR = Actor(ActorKind.IMPORT, "operator")
 
 
 @dataclass
@@ -23,6 +29,7 @@ class ImportSummary:
     unchanged: int = 0
     rejected: int = 0
     attested: int = 0  # addresses newly attested by the operator
+    refused: int = 0  # addresses the policy or a removal kept from being attested
     reasons: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -51,6 +58,7 @@ class Imports:
         summary: ImportSummary | None = None,
         progress: Callable[[int, int], None] | None = None,
         batch_size: int = 200,
+        actor: Actor = OPERATOR,
     ) -> ImportSummary:
         """Merge every certificate of a keyring into the store, ``batch_size`` per
         transaction. With ``attest_emails`` the operator vouches for the addresses (the
@@ -75,13 +83,22 @@ class Imports:
                         continue
                     summary.count(merged.result)
                     if attest_emails:
+                        wanted = _emails_in(merged.cert, allowed)
+                        refused = [
+                            e
+                            for e in wanted
+                            if self.core.publication.refusal(
+                                tx, merged.cert.fingerprint, e, Method.OPERATOR
+                            )
+                        ]
+                        summary.refused += len(refused)
                         done = self.core.publication.publish(
                             tx,
                             merged.cert_id,
                             merged.cert,
-                            _emails_in(merged.cert, allowed),
+                            [e for e in wanted if e not in refused],
                             AttestedBy.OPERATOR,
-                            "operator",
+                            actor,
                             now,
                         )
                         summary.attested += len(done)

@@ -79,7 +79,8 @@ class Ingest:
         merged, or the ``CertificateError`` that kept it out (raised instead with
         ``raise_errors``). Certificates not stored yet are written together, a few
         statements for the whole batch (step 3 without step 2; nothing about a new
-        certificate is published, so its only form is the identity-free one)."""
+        certificate is published, so its only form is the identity-free one, unless a
+        removal names it)."""
         locked = tx.lock_many([c.fingerprint for c in incoming])
         fresh: dict[str, ParsedCert] = {}
         for c in incoming:
@@ -88,6 +89,10 @@ class Ingest:
         created = tx.insert_certs(
             [(c, self.publication.identity_free(c)) for c in fresh.values()], source, now
         )
+        if created and tx.removals.exist():
+            # A removal may name a new key or its addresses: the rules decide its flags.
+            for fpr, cert_id in created.items():
+                self.publication.refresh(tx, cert_id, fresh[fpr], now)
         out: list[Merged | CertificateError] = []
         for c in incoming:
             fpr = c.fingerprint.hex

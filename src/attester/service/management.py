@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from attester.openpgp.types import Email, Fingerprint
 from attester.service.core import Core
+from attester.store.audit import Actor, ActorKind
 from attester.store.tokens import Purpose, TokenState
 
 
@@ -59,7 +60,7 @@ class Management:
         published = tuple(sorted(self.core.store.published_emails(info.fingerprint)))
         return ManageView(True, info.fingerprint, published, token)
 
-    def unpublish(self, token: str, email: Email) -> ManageView:
+    def unpublish(self, token: str, email: Email, client_address: str | None = None) -> ManageView:
         """Take an address off the key at once. The token is used up and a fresh one with the
         same expiry returned, so the page keeps working without links living longer."""
         now = self.core.clock()
@@ -75,7 +76,8 @@ class Management:
             if locked is not None and self.core.publication.unpublish(
                 tx, locked[0], locked[1], email, now
             ):
-                tx.audit(now, "owner", "unpublish", info.fingerprint, email)
+                owner = Actor(ActorKind.OWNER, (info.email or email).address, client_address)
+                tx.audit(now, owner, "unpublish", info.fingerprint, email)
             cert_id = tx.cert_id(info.fingerprint)
             published = tuple(sorted(tx.published_emails(cert_id)))
         return ManageView(True, info.fingerprint, published, nxt)

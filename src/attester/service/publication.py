@@ -9,10 +9,17 @@ Invariants, kept by ``refresh`` after every change:
    it (the owner proved the address, not one spelling of their name);
 4. the forms lookups serve (identity-free, published, one WKD answer per address, and each
    peer's copy) are computed from the certificate as it now is, so a revocation learnt
-   from any source reaches every form.
+   from any source reaches every form;
+5. nothing removed from distribution is in a served form: the removal flags
+   (``certs.removed``, ``user_ids.removed``) are set from the removals in force at every
+   refresh, so a key or address a removal names stays hidden whichever path (upload,
+   import, mirror, upstream answer) brings it in again, while its attestation is kept for
+   the day the removal is lifted.
 
-``publish`` adds the conflict rule: unless several keys per address are allowed, the newly
-attested key replaces the previous one, and the address is told so by mail.
+``publish`` adds the operator's rules and the conflict rule: an address is published only
+by a method its domain's policy allows and while no removal names it; unless several keys
+per address are allowed (per domain), the newly attested key replaces the previous one,
+and the address is told so by mail.
 """
 
 from __future__ import annotations
@@ -22,16 +29,19 @@ from datetime import datetime
 
 from attester.config import Settings
 from attester.openpgp import Limits, ParsedCert, armor, parse_certificate, publishable
-from attester.openpgp.types import Email
+from attester.openpgp.types import Email, Fingerprint
+from attester.service.errors import Forbidden, RefusedByPolicy, Removed
 from attester.service.mails import Mails
+from attester.service.policy import Method, PolicyHolder
+from attester.store.audit import Actor
 from attester.store.views import AttestedBy, uid_hash
 from attester.store.writes import UserIDRow, WriteTx
 
 
 class Publication:
-    def __init__(self, settings: Settings, mails: Mails) -> None:
+    def __init__(self, settings: Settings, mails: Mails, policy: PolicyHolder) -> None:
         self.limits: Limits = settings.limits
-        self.multiple_keys_per_address = settings.multiple_keys_per_address
+        self.policy = policy
         self.mails = mails
 
     def load(self, tx: WriteTx, cert_id: int) -> ParsedCert:
@@ -44,7 +54,7 @@ class Publication:
         return armor(publishable(cert, ()))
 
     def refresh(self, tx: WriteTx, cert_id: int, cert: ParsedCert, now: datetime) -> None:
-        """Apply invariants 1-4 to the stored certificate ``cert_id``, which is ``cert``."""
+        """Apply invariants 1-5 to the stored certificate ``cert_id``, which is ``cert``."""
         rows = tx.user_id_rows(cert_id)
         dropped = [r.id for r in rows if r.attested_at and (cert.revoked or r.revoked)]
         tx.set_attested(dropped, None, None)
@@ -56,7 +66,15 @@ class Publication:
                 if r.attested_at is None and a is not None and not r.revoked:
                     tx.set_attested([r.id], a.attested_by, a.attested_at)
                     rows = [_attested_as(x, a) if x.id == r.id else x for x in rows]
-        published = [r for r in rows if r.attested_at is not None]
+        cert_removed, removed_emails = tx.removals.flags_for(
+            cert.fingerprint, {r.email for r in rows if r.email}
+        )
+        removed_ids = {r.id for r in rows if r.email in removed_emails}
+        published = [
+            r
+            for r in rows
+            if r.attested_at is not None and r.id not in removed_ids and not cert_removed
+        ]
         by_email: dict[str, set[bytes]] = {}
         for r in published:
             if r.email:
@@ -68,17 +86,27 @@ class Publication:
             self.identity_free(cert),
             armor(publishable(cert, raws)) if raws else None,
             {r.id: wkd_forms[r.email] for r in published if r.email},
+            removed=cert_removed,
+            removed_user_ids=removed_ids,
         )
         self.refresh_peer_forms(tx, cert_id, cert)
 
     def refresh_peer_forms(self, tx: WriteTx, cert_id: int, cert: ParsedCert) -> None:
         """Each peer's copy (the user IDs that peer published) from the certificate as it
-        now is. A revoked certificate keeps only its identity-free form."""
+        now is, without the user IDs a removal names. A revoked certificate keeps only its
+        identity-free form."""
         vouched = tx.origins.vouched(cert_id)
         if not vouched:
             return
+        hidden = {r.uid_hash for r in tx.user_id_rows(cert_id) if r.removed}
         valid = (
-            {} if cert.revoked else {uid_hash(u.raw): u.raw for u in cert.user_ids if not u.revoked}
+            {}
+            if cert.revoked
+            else {
+                uid_hash(u.raw): u.raw
+                for u in cert.user_ids
+                if not u.revoked and uid_hash(u.raw) not in hidden
+            }
         )
         for origin_id, hashes in vouched.items():
             raws = {valid[h] for h in hashes if h in valid}
@@ -125,6 +153,34 @@ class Publication:
             self.refresh(tx, cert_id, cert, now)
         return bool(ids)
 
+    def refusal(
+        self, tx: WriteTx, fingerprint: Fingerprint, email: Email, method: Method
+    ) -> Forbidden | None:
+        """Why ``email`` may not be published on this key by ``method`` now (the error to
+        raise, with a sentence for the user), or None when it may."""
+        removed = self.removal(tx, fingerprint, email)
+        if removed is not None:
+            return removed
+        rule = self.policy.current.for_email(email)
+        if method in rule.submit:
+            return None
+        return RefusedByPolicy(policy_sentence(email, method, rule.submit))
+
+    def removal(self, tx: WriteTx, fingerprint: Fingerprint, email: Email) -> Removed | None:
+        """The removal that keeps ``email`` on this key from being published, or None."""
+        cert_removed, removed = tx.removals.flags_for(fingerprint, [email.address])
+        if cert_removed:
+            return Removed(
+                f"The key {fingerprint} was removed from distribution by the operator of "
+                "this server; it is not published."
+            )
+        if removed:
+            return Removed(
+                f"{email} was removed from distribution by the operator of this server; "
+                "no key is published for it."
+            )
+        return None
+
     def publish(
         self,
         tx: WriteTx,
@@ -132,14 +188,20 @@ class Publication:
         cert: ParsedCert,
         emails: Collection[Email],
         by: AttestedBy,
-        actor: str,
+        actor: Actor,
         now: datetime,
+        *,
+        reason: str | None = None,
     ) -> set[Email]:
-        """``attest`` with the conflict rule, audited: the address moves to this key, and a
+        """``attest`` under the operator's rules and the conflict rule, audited: only
+        addresses ``refusal`` allows are published; the address moves to this key, and a
         key that had it is told by mail that it was replaced."""
+        method = Method(by.value)
+        emails = [e for e in emails if self.refusal(tx, cert.fingerprint, e, method) is None]
+        policy = self.policy.current
         for email in emails:
             tx.lock_address(email)
-            if self.multiple_keys_per_address:
+            if policy.for_email(email).multiple_keys_per_address:
                 continue
             for other_id, other_fpr in tx.attested_certs(email):
                 if other_id == cert_id:
@@ -162,8 +224,31 @@ class Publication:
                 )
         done = self.attest(tx, cert_id, cert, emails, by, now)
         for email in done:
-            tx.audit(now, actor, "attest", cert.fingerprint, email, by.value)
+            tx.audit(now, actor, "attest", cert.fingerprint, email, by.value, reason=reason)
         return done
+
+
+def policy_sentence(email: Email, method: Method, allowed: Collection[Method]) -> str:
+    """Why the policy refuses ``method`` for ``email``, and what it allows instead."""
+    domain = email.domain
+    if not allowed:
+        return f"This server publishes no keys for addresses at {domain}."
+    if Method.EMAIL not in allowed and Method.OIDC not in allowed:
+        return (
+            f"Keys for addresses at {domain} are published only by the operator of this "
+            "server (for example from the company directory)."
+        )
+    if method is Method.EMAIL and Method.OIDC in allowed:
+        return (
+            f"Keys for addresses at {domain} are published here only with a sign-in at the "
+            "organisation's identity provider (an OpenID Connect id token), not by email."
+        )
+    if method is Method.OIDC:
+        return (
+            f"Id tokens do not publish keys for addresses at {domain} here; submit the key "
+            "without one to get a confirmation email."
+        )
+    return f"The operator's policy does not allow this for addresses at {domain}."
 
 
 def _cleared(r: UserIDRow) -> UserIDRow:

@@ -2,10 +2,11 @@
 following the link does.
 
 A verification mail goes out only for an address the key carries and that is not yet
-published, at most one per address per rate-limit window. Confirming publishes the address
-when the certificate still carries a valid, unrevoked user ID with it, under the conflict
-rule (``Publication.publish``). Pages that only show what a link would do read; they never
-take the write lock.
+published, whose domain's policy publishes by email and that no removal names, at most one
+per address per rate-limit window. Confirming publishes the address when the certificate
+still carries a valid, unrevoked user ID with it and the policy and removals still allow
+it, under the conflict rule (``Publication.publish``). Pages that only show what a link
+would do read; they never take the write lock.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from attester.openpgp.types import Email, Fingerprint
 from attester.service._parsing import valid_emails
 from attester.service.core import Core
 from attester.service.errors import BadRequest, Gone, NotFound, RateLimited
+from attester.service.policy import Method
+from attester.store.audit import SYSTEM, Actor, ActorKind
 from attester.store.tokens import Purpose, TokenInfo, TokenState
 from attester.store.views import AttestedBy
 from attester.store.writes import WriteTx
@@ -40,6 +43,7 @@ class ConfirmState(enum.Enum):
     EXPIRED = "expired"
     INVALID = "invalid"  # unknown token
     NOT_ON_KEY = "not_on_key"  # the key no longer carries a valid user ID with the address
+    REFUSED = "refused"  # the operator's policy or a removal does not allow it (``message``)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class TokenView:
     created: datetime | None = None  # of the key the link would publish
     # Keys confirming would take the address from (the conflict rule): the page says so.
     replaces: tuple[KeySummary, ...] = ()
+    message: str = ""  # why, for REFUSED
 
 
 _CONFIRM_STATES = {
@@ -107,24 +112,56 @@ class Verification:
                 states[email] = AddressState.UNPUBLISHED
         return states
 
-    def send(self, tx: WriteTx, cert: ParsedCert, email: Email, now: datetime) -> bool:
-        """Queue a verification mail for the address on this key. False when a link for
-        this very key and address went out within the rate-limit window and is unused:
-        it is still the one to follow, and the caller answers exactly as for a new mail
-        (whether someone else's verification is pending is nobody's business).
+    def refusals(
+        self, tx: WriteTx, cert: ParsedCert, emails: Collection[Email]
+    ) -> dict[Email, str]:
+        """The addresses no verification mail may publish (policy or removal), and why."""
+        out: dict[Email, str] = {}
+        for email in emails:
+            refused = self.core.publication.refusal(tx, cert.fingerprint, email, Method.EMAIL)
+            if refused is not None:
+                out[email] = refused.message
+        return out
+
+    def refused(self, fingerprint: Fingerprint, emails: Collection[Email]) -> dict[Email, str]:
+        """``refusals`` for a stored key, in a transaction of its own (pages)."""
+        with self.core.store.write() as tx:
+            locked = self.core.ingest.lock(tx, fingerprint)
+            if locked is None:
+                return {}
+            return self.refusals(tx, locked[1], emails)
+
+    def send(
+        self,
+        tx: WriteTx,
+        cert: ParsedCert,
+        email: Email,
+        now: datetime,
+        *,
+        force: bool = False,
+        actor: Actor = SYSTEM,
+    ) -> bool:
+        """Queue a verification mail for the address on this key. False when the policy or
+        a removal does not let a mail publish the address, or when a link for this very
+        key and address went out within the rate-limit window and is unused: it is still
+        the one to follow, and the caller answers exactly as for a new mail (whether
+        someone else's verification is pending is nobody's business).
 
         Limits (each a setting; docs/security.md), counted in the outbox and token tables,
         so they hold across app servers and restarts: one mail per (address, key) per
         window; ``mail_per_mailbox_limit`` verification mails per mailbox (sub-addresses
         folded) and ``mail_per_key_limit`` per key per window. Past one: ``RateLimited``
-        with when to retry.
+        with when to retry. ``force`` (the operator resends) skips them.
         """
         s = self.core.settings
         tx.lock_address(email)
-        since = now - self.window
-        if self.window and tx.tokens.issued_since(Purpose.VERIFY, cert.fingerprint, email, since):
+        if self.core.publication.refusal(tx, cert.fingerprint, email, Method.EMAIL):
             return False
-        if self.window:
+        since = now - self.window
+        limited = self.window and not force
+        if limited and tx.tokens.issued_since(Purpose.VERIFY, cert.fingerprint, email, since):
+            return False
+        if limited:
             n, oldest = tx.outbox.to_mailbox(("verify",), email, since)
             if n >= s.mail_per_mailbox_limit:
                 raise RateLimited(
@@ -155,7 +192,7 @@ class Verification:
             },
             now,
         )
-        tx.audit(now, "system", "verify-mail", cert.fingerprint, email)
+        tx.audit(now, actor, "verify-mail", cert.fingerprint, email)
         return True
 
     def request(
@@ -197,7 +234,10 @@ class Verification:
             raise NotFound(f"No key found for fingerprint {fingerprint}")
         cert_id, cert = locked
         states = self.states(tx, cert_id, cert, now)
+        refused = self.refusals(tx, cert, [e for e in emails if e in states])
         for email in emails:
+            if email in refused:
+                continue  # no mail can publish it here (policy, removal): none is sent
             if states.get(email) in (AddressState.UNPUBLISHED, AddressState.PENDING):
                 self.send(tx, cert, email, now)
                 states[email] = AddressState.PENDING
@@ -214,7 +254,7 @@ class Verification:
         store = self.core.store
         mine = store.by_fingerprint(view.fingerprint)
         replaced: tuple[KeySummary, ...] = ()
-        if not self.core.settings.multiple_keys_per_address:
+        if not self.core.policy.current.for_email(view.email).multiple_keys_per_address:
             replaced = tuple(
                 KeySummary(c.fingerprint, c.created)
                 for c in store.by_email(view.email)
@@ -222,8 +262,9 @@ class Verification:
             )
         return replace(view, created=mine[0].created if mine else None, replaces=replaced)
 
-    def confirm(self, token: str) -> TokenView:
-        """Use a verification token: publish its address on its key (one transaction)."""
+    def confirm(self, token: str, client_address: str | None = None) -> TokenView:
+        """Use a verification token: publish its address on its key (one transaction).
+        ``client_address`` (who followed the link) goes to the audit log."""
         now = self.core.clock()
         with self.core.store.write() as tx:
             info = tx.tokens.use(token, Purpose.VERIFY, now)
@@ -234,8 +275,14 @@ class Verification:
             if locked is None or info.email not in valid_emails(locked[1]):
                 return TokenView(ConfirmState.NOT_ON_KEY, info.fingerprint, info.email)
             cert_id, cert = locked
+            refused = self.core.publication.refusal(tx, cert.fingerprint, info.email, Method.EMAIL)
+            if refused is not None:
+                return TokenView(
+                    ConfirmState.REFUSED, info.fingerprint, info.email, message=refused.message
+                )
+            actor = Actor(ActorKind.EMAIL, info.email.address, client_address)
             self.core.publication.publish(
-                tx, cert_id, cert, [info.email], AttestedBy.EMAIL, "email", now
+                tx, cert_id, cert, [info.email], AttestedBy.EMAIL, actor, now
             )
             return TokenView(ConfirmState.CONFIRMED, info.fingerprint, info.email)
 

@@ -58,7 +58,7 @@ class KeyStore:
             .subquery()
         )
         q = (
-            select(*cert_columns, match.c.primary)
+            select(*cert_columns, match.c.primary, certs.c.removed)
             .join(match, match.c.cert_id == certs.c.id)
             .order_by(match.c.primary.desc(), certs.c.armored_published.is_(None), certs.c.id)
         )
@@ -66,7 +66,9 @@ class KeyStore:
             rows = conn.execute(q).all()
         if rows and rows[0].primary:
             rows = [r for r in rows if r.primary]
-        return [cert_from_row(r) for r in rows]
+        # Removed from distribution: dropped after the primary rule, so removing the real
+        # owner's key never lets a certificate that merely binds its subkey answer instead.
+        return [cert_from_row(r) for r in rows if not r.removed]
 
     def by_email(self, email: Email) -> list[StoredCert]:
         """Certificates on which this address is attested, most recently attested first."""
@@ -76,6 +78,7 @@ class KeyStore:
                 user_ids.c.email == email.address,
                 user_ids.c.attested_at.is_not(None),
                 user_ids.c.revoked.is_(False),
+                user_ids.c.removed.is_(False),
             )
             .group_by(user_ids.c.cert_id)
             .subquery()
@@ -83,14 +86,18 @@ class KeyStore:
         q = (
             select(*cert_columns)
             .join(latest, latest.c.cert_id == certs.c.id)
-            .where(certs.c.armored_published.is_not(None))
+            .where(certs.c.armored_published.is_not(None), certs.c.removed.is_(False))
             .order_by(latest.c.at.desc(), certs.c.id.desc())
         )
         with self.db.read() as conn:
             return [cert_from_row(r) for r in conn.execute(q)]
 
     def by_digest(self, digest: str) -> StoredCert | None:
-        q = select(*cert_columns).where(certs.c.digest == digest.lower()).limit(1)
+        q = (
+            select(*cert_columns)
+            .where(certs.c.digest == digest.lower(), certs.c.removed.is_(False))
+            .limit(1)
+        )
         with self.db.read() as conn:
             row = conn.execute(q).first()
         return cert_from_row(row) if row else None
@@ -112,6 +119,7 @@ class KeyStore:
                 user_ids.c.wkd_hash == hash_,
                 at_domain,
                 user_ids.c.wkd_binary.is_not(None),
+                user_ids.c.removed.is_(False),
             )
             .group_by(user_ids.c.cert_id)
             .subquery()
@@ -132,13 +140,16 @@ class KeyStore:
 
     def search_text(self, words: Collection[str], limit: int) -> list[StoredCert]:
         """Certificates where every word occurs (case-insensitively) in a published user ID."""
-        q = select(*cert_columns).where(certs.c.armored_published.is_not(None))
+        q = select(*cert_columns).where(
+            certs.c.armored_published.is_not(None), certs.c.removed.is_(False)
+        )
         for w in words:
             q = q.where(
                 select(user_ids.c.id)
                 .where(
                     user_ids.c.cert_id == certs.c.id,
                     user_ids.c.attested_at.is_not(None),
+                    user_ids.c.removed.is_(False),
                     func.lower(user_ids.c.uid).like(f"%{_like_escape(w.lower())}%", escape="\\"),
                 )
                 .exists()
@@ -154,7 +165,11 @@ class KeyStore:
             return out
         q = (
             select(user_ids)
-            .where(user_ids.c.cert_id.in_(list(cert_ids)), user_ids.c.attested_at.is_not(None))
+            .where(
+                user_ids.c.cert_id.in_(list(cert_ids)),
+                user_ids.c.attested_at.is_not(None),
+                user_ids.c.removed.is_(False),
+            )
             .order_by(user_ids.c.cert_id, user_ids.c.id)
         )
         with self.db.read() as conn:
@@ -163,11 +178,19 @@ class KeyStore:
         return out
 
     def stats(self) -> dict[str, int]:
+        """What is served: keys not removed, and the addresses published on them."""
         with self.db.read() as conn:
-            total = conn.execute(select(func.count()).select_from(certs)).scalar_one()
+            total = conn.execute(
+                select(func.count()).select_from(certs).where(certs.c.removed.is_(False))
+            ).scalar_one()
             published = conn.execute(
-                select(func.count(func.distinct(user_ids.c.email))).where(
-                    user_ids.c.attested_at.is_not(None)
+                select(func.count(func.distinct(user_ids.c.email)))
+                .join(certs, certs.c.id == user_ids.c.cert_id)
+                .where(
+                    user_ids.c.attested_at.is_not(None),
+                    user_ids.c.revoked.is_(False),
+                    user_ids.c.removed.is_(False),
+                    certs.c.removed.is_(False),
                 )
             ).scalar_one()
         return {"keys": int(total), "published_addresses": int(published)}
@@ -180,13 +203,37 @@ class KeyStore:
 
     def data_by_digests(self, digests: Collection[str]) -> dict[str, bytes]:
         """Full merged certificates by SKS digest (HKP ``/pks/hashquery``, reconciliation
-        peers): the exact stored bytes the digest was computed over."""
+        peers): the exact stored bytes the digest was computed over. A removed certificate,
+        or one carrying a removed address, is left out as unknown digests are: its stored
+        bytes hold what was removed."""
         wanted = sorted({d.lower() for d in digests})
         if not wanted:
             return {}
-        q = select(certs.c.digest, certs.c.data).where(certs.c.digest.in_(wanted))
+        q = select(certs.c.digest, certs.c.data).where(
+            certs.c.digest.in_(wanted),
+            certs.c.removed.is_(False),
+            ~select(user_ids.c.id)
+            .where(user_ids.c.cert_id == certs.c.id, user_ids.c.removed.is_(True))
+            .exists(),
+        )
         with self.db.read() as conn:
             return {r.digest: bytes(r.data) for r in conn.execute(q)}
+
+    def emails_by_digest(self, digests: Collection[str]) -> dict[str, set[str]]:
+        """Every address on the certificates with these digests, attested or not (what a
+        full certificate carries)."""
+        out: dict[str, set[str]] = {d: set() for d in digests}
+        if not out:
+            return out
+        q = (
+            select(certs.c.digest, user_ids.c.email)
+            .join(user_ids, user_ids.c.cert_id == certs.c.id)
+            .where(certs.c.digest.in_(list(out)), user_ids.c.email.is_not(None))
+        )
+        with self.db.read() as conn:
+            for r in conn.execute(q):
+                out.setdefault(r.digest, set()).add(r.email)
+        return out
 
     def token(self, token: str, purpose: Purpose, now: datetime) -> TokenInfo:
         """What a token is, without using it up (pages that only show what a link does)."""
@@ -203,6 +250,7 @@ class KeyStore:
                 certs.c.fingerprint == fpr.hex,
                 user_ids.c.attested_at.is_not(None),
                 user_ids.c.email.is_not(None),
+                user_ids.c.removed.is_(False),
             )
         )
         with self.db.read() as conn:

@@ -51,6 +51,7 @@ class ExportedCert(NamedTuple):
     data: bytes  # the full stored certificate
     armored_published: str | None
     armored_identity_free: str
+    removed_user_ids: tuple[bytes, ...] = ()  # raw user IDs a removal names: never written
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,9 @@ class OriginStore:
             .where(
                 origin_user_ids.c.email == email.address,
                 user_ids.c.revoked.is_(False),
+                user_ids.c.removed.is_(False),
                 certs.c.revoked.is_(False),
+                certs.c.removed.is_(False),
             )
             .order_by(cert_origins.c.fetched_at.desc(), certs.c.id.desc())
         )
@@ -137,7 +140,11 @@ class OriginStore:
                     origin_user_ids.c.uid_hash == user_ids.c.uid_hash,
                 ),
             )
-            .where(user_ids.c.cert_id.in_(list(origins)), user_ids.c.revoked.is_(False))
+            .where(
+                user_ids.c.cert_id.in_(list(origins)),
+                user_ids.c.revoked.is_(False),
+                user_ids.c.removed.is_(False),
+            )
             .order_by(user_ids.c.cert_id, user_ids.c.id)
         )
         with self.db.read() as conn:
@@ -182,10 +189,11 @@ class OriginStore:
         return None if v is None else bool(v[0])
 
     def export(self, selection: ExportSelection, batch: int = 500) -> Iterator[ExportedCert]:
-        """Every selected certificate, in id order. Pages by id, so memory stays flat and
-        a concurrent writer is never blocked for long."""
+        """Every selected certificate that is not removed from distribution, in id order,
+        with the user IDs a removal names (the writer leaves them out). Pages by id, so
+        memory stays flat and a concurrent writer is never blocked for long."""
         last = 0
-        where: list[Any] = []
+        where: list[Any] = [certs.c.removed.is_(False)]
         if selection is ExportSelection.LOCAL:
             where.append(~exists().where(cert_origins.c.cert_id == certs.c.id))
         elif selection is ExportSelection.ATTESTED:
@@ -209,6 +217,15 @@ class OriginStore:
             )
             with self.db.read() as conn:
                 rows = conn.execute(q).all()
+                hidden: dict[int, list[bytes]] = {}
+                if rows:
+                    for h in conn.execute(
+                        select(user_ids.c.cert_id, user_ids.c.uid_raw).where(
+                            user_ids.c.cert_id.in_([r.id for r in rows]),
+                            user_ids.c.removed.is_(True),
+                        )
+                    ):
+                        hidden.setdefault(int(h.cert_id), []).append(bytes(h.uid_raw))
             if not rows:
                 return
             for r in rows:
@@ -217,6 +234,7 @@ class OriginStore:
                     bytes(r.data),
                     r.armored_published,
                     r.armored_identity_free,
+                    tuple(hidden.get(int(r.id), ())),
                 )
             last = int(rows[-1].id)
 

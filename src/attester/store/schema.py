@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -80,6 +81,9 @@ certs = Table(
     Column("source", String(200), nullable=False),  # "upload", "import", "mirror:<name>"
     Column("first_seen", UTCDateTime, nullable=False),
     Column("updated", UTCDateTime, nullable=False),
+    # Removed from distribution by the operator (a removal names its fingerprint): no lookup
+    # serves it, whatever it holds. Kept in step with ``removals`` at every write.
+    Column("removed", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 key_ids = Table(
@@ -111,6 +115,9 @@ user_ids = Table(
     # certificate holding only this address's user IDs, as WKD serves it.
     Column("wkd_hash", String(32), nullable=True, index=True),
     Column("wkd_binary", LargeBinary, nullable=True),
+    # Its address (or the address's domain) is removed from distribution: never served, in
+    # no form, while its attestation is kept for the day the removal is lifted.
+    Column("removed", Boolean, nullable=False, default=False, server_default=false()),
     UniqueConstraint("cert_id", "uid_hash"),
 )
 
@@ -152,16 +159,53 @@ outbox = Table(
 Index("ix_outbox_due", outbox.c.sent_at, outbox.c.failed_at, outbox.c.next_attempt)
 Index("ix_outbox_recipient_kind", outbox.c.recipient, outbox.c.kind, outbox.c.created)
 
+# Append-only: nothing updates or deletes a row (on PostgreSQL and SQLite a trigger refuses
+# it). Never holds a secret: tokens appear by name, OIDC identities by issuer and subject.
 audit_log = Table(
     "audit_log",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", UTCDateTime, nullable=False, index=True),
-    Column("actor", String(64), nullable=False),  # "operator", "email", "oidc:<iss>", "system"
-    Column("action", String(32), nullable=False),
+    # Who: "token" (admin API, ``actor`` is the token's name), "cli" (the local OS user),
+    # "email" (a confirmation link; the address), "oidc" (an id token; issuer and subject),
+    # "import" (the operator's import), "owner" (a management link), "system".
+    Column("actor_kind", String(16), nullable=False, server_default="system"),
+    Column("actor", String(255), nullable=False),
+    Column("client_address", String(64), nullable=True),  # where the request came from
+    Column("action", String(32), nullable=False, index=True),
     Column("fingerprint", String(64), nullable=True, index=True),
-    Column("email", String(254), nullable=True),
+    Column("email", String(254), nullable=True, index=True),
+    Column("domain", String(254), nullable=True),
+    Column("reason", Text, nullable=True),  # the operator's words (removals, attestations)
     Column("detail", Text, nullable=True),
+)
+
+# What the operator removed from distribution (docs/enterprise.md): a certificate by its
+# fingerprint, an address, or every address of a domain. One row per removal in force;
+# lifting it deletes the row (the audit log keeps the history). ``certs.removed`` and
+# ``user_ids.removed`` are what lookups read; every write keeps them in step with this.
+removals = Table(
+    "removals",
+    metadata,
+    Column("kind", String(16), primary_key=True),  # "fingerprint", "email", "domain"
+    Column("value", String(254), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("actor_kind", String(16), nullable=False),
+    Column("actor", String(255), nullable=False),
+)
+
+# Bearer tokens of the admin API and of clients let into internal deployments. Only the
+# SHA-256 of a token is stored (tokens are 256 random bits: no slow hash is needed).
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(100), nullable=False),  # comma-separated: read, write, policy, access
+    Column("created", UTCDateTime, nullable=False),
+    Column("created_by", String(255), nullable=False),
 )
 
 # ---- federation (docs/federation.md)

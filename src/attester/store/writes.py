@@ -19,10 +19,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from attester.openpgp import ParsedCert, UserIDInfo
 from attester.openpgp.types import Email, Fingerprint
 from attester.openpgp.wkd import wkd_hash
+from attester.store import audit as _audit
+from attester.store.access import AccessTokenTx
+from attester.store.audit import Actor
 from attester.store.origins import OriginTx
 from attester.store.outbox import Outbox
 from attester.store.recon import ReconTx
-from attester.store.schema import audit_log, certs, key_ids, user_ids
+from attester.store.removals import RemovalTx
+from attester.store.schema import certs, key_ids, user_ids
 from attester.store.tokens import Tokens
 from attester.store.views import AttestedBy, uid_hash
 
@@ -49,6 +53,7 @@ class UserIDRow:
     revoked: bool
     attested_by: str | None
     attested_at: datetime | None
+    removed: bool = False
 
 
 class WriteTx:
@@ -61,6 +66,8 @@ class WriteTx:
         # The recon prefix tree follows certs.digest: every write of a digest tells it, and
         # KeyStore.write applies the changes once, last in the transaction.
         self.recon = ReconTx(conn)
+        self.removals = RemovalTx(conn)
+        self.access = AccessTokenTx(conn)
 
     # ---- certificates
     def lock(self, fpr: Fingerprint) -> LockedCert | None:
@@ -187,13 +194,21 @@ class WriteTx:
                 user_ids.c.revoked,
                 user_ids.c.attested_by,
                 user_ids.c.attested_at,
+                user_ids.c.removed,
             )
             .where(user_ids.c.cert_id == cert_id)
             .order_by(user_ids.c.id)
         )
         return [
             UserIDRow(
-                r.id, r.uid_hash, bytes(r.uid_raw), r.email, r.revoked, r.attested_by, r.attested_at
+                r.id,
+                r.uid_hash,
+                bytes(r.uid_raw),
+                r.email,
+                r.revoked,
+                r.attested_by,
+                r.attested_at,
+                r.removed,
             )
             for r in rows
         ]
@@ -215,12 +230,25 @@ class WriteTx:
         identity_free: str,
         published: str | None,
         wkd: Mapping[int, bytes],
+        *,
+        removed: bool = False,
+        removed_user_ids: Collection[int] = (),
     ) -> None:
-        """What lookups serve: the armored identity-free and published forms, and per user
-        ID row in ``wkd`` its WKD answer (every other row of the certificate gets none)."""
+        """What lookups serve: the armored identity-free and published forms, per user ID
+        row in ``wkd`` its WKD answer (every other row of the certificate gets none), and
+        the removal flags (the certificate's, and those of the rows in
+        ``removed_user_ids``), in the statements that write the forms anyway."""
         self.conn.execute(
-            update(user_ids).where(user_ids.c.cert_id == cert_id).values(wkd_binary=None)
+            update(user_ids)
+            .where(user_ids.c.cert_id == cert_id)
+            .values(wkd_binary=None, removed=False)
         )
+        if removed_user_ids:
+            self.conn.execute(
+                update(user_ids)
+                .where(user_ids.c.id.in_(list(removed_user_ids)))
+                .values(removed=True)
+            )
         for row_id, binary in wkd.items():
             self.conn.execute(
                 update(user_ids).where(user_ids.c.id == row_id).values(wkd_binary=binary)
@@ -228,10 +256,13 @@ class WriteTx:
         self.conn.execute(
             update(certs)
             .where(certs.c.id == cert_id)
-            .values(armored_identity_free=identity_free, armored_published=published)
+            .values(
+                armored_identity_free=identity_free, armored_published=published, removed=removed
+            )
         )
 
     def published_emails(self, cert_id: int | None) -> set[Email]:
+        """The addresses this certificate is served with (attested, not removed)."""
         if cert_id is None:
             return set()
         rows = self.conn.execute(
@@ -241,6 +272,7 @@ class WriteTx:
                 user_ids.c.cert_id == cert_id,
                 user_ids.c.attested_at.is_not(None),
                 user_ids.c.email.is_not(None),
+                user_ids.c.removed.is_(False),
             )
         )
         return {Email(r[0]) for r in rows}
@@ -267,21 +299,27 @@ class WriteTx:
     def audit(
         self,
         now: datetime,
-        actor: str,
+        actor: Actor,
         action: str,
         fingerprint: Fingerprint | None = None,
         email: Email | None = None,
-        detail: str | None = None,
+        detail: str | dict[str, Any] | None = None,
+        *,
+        domain: str | None = None,
+        reason: str | None = None,
     ) -> None:
-        self.conn.execute(
-            insert(audit_log).values(
-                at=now,
-                actor=actor,
-                action=action,
-                fingerprint=fingerprint.hex if fingerprint else None,
-                email=email.address if email else None,
-                detail=detail,
-            )
+        """Append to the audit log, in this transaction: the entry exists exactly when the
+        change does."""
+        _audit.append(
+            self.conn,
+            now,
+            actor,
+            action,
+            fingerprint=fingerprint,
+            email=email,
+            domain=domain,
+            reason=reason,
+            detail=detail,
         )
 
 

@@ -47,9 +47,10 @@ async def verify_confirm(request: Request) -> Response:
     if (refused := refuse_cross_site(request)) is not None:
         return refused
     token = request.path_params["token"]
-    view = await run_in_threadpool(attestation(request).verify.confirm, token)
+    client = request.client.host if request.client else None
+    view = await run_in_threadpool(attestation(request).verify.confirm, token, client)
     wake_mailer(request)
-    status = {"invalid": 404, "not_on_key": 409}.get(view.state.value, 200)
+    status = {"invalid": 404, "not_on_key": 409, "refused": 403}.get(view.state.value, 200)
     return page(request, "verified.html", status, view=view, token=token)
 
 
@@ -165,8 +166,9 @@ async def manage_unpublish(request: Request) -> Response:
         return error_page(request, 400, "The form could not be read.")
     except InvalidEmail as e:
         return page(request, "message.html", 400, heading="Bad request", message=str(e))
+    client = request.client.host if request.client else None
     view = await run_in_threadpool(
-        attestation(request).manage.unpublish, request.path_params["token"], email
+        attestation(request).manage.unpublish, request.path_params["token"], email, client
     )
     notice = f"{email} is no longer published." if view.valid else None
     return page(request, "manage.html", 200 if view.valid else 404, view=view, notice=notice)

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from attester.http.access import audience_of
 from attester.http.render import error_page, page, site_of
 from attester.http.state import core
 from attester.openpgp.errors import InvalidIdentifier
@@ -155,7 +156,7 @@ async def search(request: Request) -> Response:
         )
     try:
         query = parse_query(q, allow_text=True)
-        found = await run_in_threadpool(core(request).search, query)
+        found = await run_in_threadpool(core(request).search, query, audience_of(request))
     except NotFound:
         return search_page(request, 404, q, nothing=_kind(query))
     except Unsupported:
@@ -176,7 +177,9 @@ async def download(request: Request) -> Response:
     """The key as a fingerprint lookup serves it (VKS ``by-fingerprint``), as a file."""
     try:
         fpr = Fingerprint.parse(request.path_params["fingerprint"].removesuffix(".asc"))
-        [cert] = await run_in_threadpool(core(request).lookup, FingerprintQuery(fpr))
+        [cert] = await run_in_threadpool(
+            core(request).lookup, FingerprintQuery(fpr), audience_of(request)
+        )
     except (InvalidIdentifier, NotFound):
         return error_page(request, 404, "No key with this fingerprint is stored here.")
     return Response(

@@ -18,7 +18,8 @@ from attester.http.render import error_page, page
 from attester.http.state import attestation, core, wake_mailer
 from attester.openpgp.errors import InvalidEmail, SecretKeyMaterial
 from attester.openpgp.types import Email, Fingerprint
-from attester.service.errors import BadRequest, Gone, PayloadTooLarge
+from attester.service.errors import BadRequest, Forbidden, Gone, PayloadTooLarge
+from attester.service.policy import Audience
 from attester.service.query import FingerprintQuery
 from attester.service.verification import AddressState
 from attester.web._request import (
@@ -114,6 +115,8 @@ async def upload_submit(request: Request) -> Response:
         submission = await run_in_threadpool(attestation(request).submit.submit, data, "web")
     except PayloadTooLarge as e:
         return await _form_page(request, 413, error=sentence(e.message))
+    except Forbidden as e:  # the operator's policy, or a removal
+        return await _form_page(request, 403, error=f"{sentence(e.message)} Nothing was stored.")
     except BadRequest as e:
         if isinstance(e.__cause__, SecretKeyMaterial):
             # Explained at length on the page; the key is never echoed back into it.
@@ -125,7 +128,11 @@ async def upload_submit(request: Request) -> Response:
             error=f"{sentence(e.message)} Nothing was stored.",
         )
     return await _result_page(
-        request, submission.fingerprint, submission.addresses, submission.upload_token
+        request,
+        submission.fingerprint,
+        submission.addresses,
+        submission.upload_token,
+        refused=submission.refused,
     )
 
 
@@ -135,12 +142,19 @@ async def _result_page(
     states: dict[Email, AddressState],
     token: str,
     status: int = 200,
+    refused: dict[Email, str] | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    found = await run_in_threadpool(core(request).lookup, FingerprintQuery(fpr))
+    # The uploader just sent this very key: showing it back (with what is published of it)
+    # tells nothing the VKS answer to the same upload would not, whatever the audience.
+    found = await run_in_threadpool(core(request).lookup, FingerprintQuery(fpr), Audience.INTERNAL)
     [key] = await run_in_threadpool(key_views, request, found, None)
+    if refused is None:
+        refused = await run_in_threadpool(attestation(request).verify.refused, fpr, list(states))
     addresses = [
-        AddressView(email, state.value, *_STATES[state])
+        AddressView(email, "refused", "Not published", refused[email])
+        if email in refused and state is not AddressState.PUBLISHED
+        else AddressView(email, state.value, *_STATES[state])
         for email, state in sorted(states.items(), key=lambda item: item[0].address)
     ]
     context.setdefault("notice", None)
@@ -201,6 +215,9 @@ async def upload_verify(request: Request) -> Response:
         return await _result_page(
             request, fpr, states, token, 400, error=f"{email} is not an address of this key."
         )
+    refusals = await run_in_threadpool(service.verify.refused, fpr, [email])
+    if email in refusals and states[email] is not AddressState.PUBLISHED:
+        return await _result_page(request, fpr, states, token, 403, error=refusals[email])
     if states[email] is AddressState.PUBLISHED:
         notice = f"{email} is already published."
     else:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attester.openpgp import without_user_ids
 from attester.openpgp._packets import decode
 from attester.store.origins import ExportSelection, OriginStore
 
@@ -83,7 +84,9 @@ def export_dump(
     By default each certificate is written whole, as stored (every user ID and
     third-party signature), so its SKS digest is the one this server reports. With
     ``published_only`` it is written as lookups serve it: only the user IDs attested here
-    (identity-free when none is).
+    (identity-free when none is). Nothing removed from distribution is written: no removed
+    certificate, and no user ID whose address (or domain) is removed (such a certificate's
+    digest then differs from the one this server stores).
     """
     directory.mkdir(parents=True, exist_ok=True)
     shards = _Shards(directory, prefix, compress)
@@ -94,7 +97,7 @@ def export_dump(
                 armored = cert.armored_published or cert.armored_identity_free
                 shards.write(decode(armored.encode()))
             else:
-                shards.write(cert.data)
+                shards.write(without_user_ids(cert.data, cert.removed_user_ids))
             keys += 1
             if progress:
                 progress(1)

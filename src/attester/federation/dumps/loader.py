@@ -22,8 +22,9 @@ from attester.federation.errors import DumpUnreadable
 from attester.openpgp import CertificateError, ParsedCert, Rejected, parse_keyring
 from attester.service.core import Core
 from attester.service.errors import ServiceError
-from attester.service.imports import Imports, ImportSummary
+from attester.service.imports import OPERATOR, Imports, ImportSummary
 from attester.service.ingest import vouched_user_ids
+from attester.store.audit import Actor
 from attester.store.views import Origin, OriginKind
 
 
@@ -49,6 +50,7 @@ class DumpImporter:
         attest_emails: bool = False,
         domains: Iterable[str] | None = None,
         batch_size: int = 500,
+        actor: Actor = OPERATOR,
     ) -> None:
         if mirror and attest_emails:
             raise ValueError("mirrored keys are never attested")
@@ -59,6 +61,7 @@ class DumpImporter:
         self.attest_emails = attest_emails
         self.domains = list(domains) if domains else None
         self.batch_size = batch_size
+        self.actor = actor
 
     def load(
         self,
@@ -144,6 +147,7 @@ class DumpImporter:
                         domains=self.domains,
                         summary=summary,
                         batch_size=len(chunk),
+                        actor=self.actor,
                     )
                 except ServiceError as e:
                     summary.reject(e.message, len(chunk))
