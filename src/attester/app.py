@@ -25,6 +25,7 @@ from attester.attestation.oidc import OIDCSettings, OIDCVerifier
 from attester.config import Settings
 from attester.federation import Federation
 from attester.http import redact
+from attester.http.cache import AnswerCache, AnswerCacheMiddleware
 from attester.protocols import fes, flowcrypt, hkp, vks, wkd
 from attester.service.attestation import Attestation
 from attester.service.client_config import ClientConfigurations
@@ -134,6 +135,11 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         db = open_database(settings.database_url, settings.database_pool_size)
         upgrade(db)
+        if settings.answer_cache_entries:
+            db.changes.watch()  # other processes' writes, too
+            app.state.answer_cache = AnswerCache(
+                db.changes, settings.answer_cache_entries, settings.answer_cache_bytes
+            )
         core = Core(settings, db, clock)
         federation = Federation(settings, core)
         core.upstreams = federation.fallback
@@ -187,6 +193,7 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
                 for task, _ in loops:
                     await task  # no thread of theirs uses the database after this
                 federation.close()
+                app.state.answer_cache = None
                 db.dispose()
 
     routes = _routes()
@@ -195,6 +202,8 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
     if settings.path_prefix:
         routes = [Mount(settings.path_prefix, routes=routes)]
     middleware = [
+        # First: a kept answer needs nothing below it (http/cache.py).
+        Middleware(AnswerCacheMiddleware),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
@@ -202,7 +211,7 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
             allow_headers=["authorization", "content-type", "api-version"],
             expose_headers=["X-Attester-Origin"],  # browser clients may show a key's origin
             max_age=86400,
-        )
+        ),
     ]
     app = Starlette(
         routes=routes,

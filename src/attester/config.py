@@ -223,6 +223,9 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(32 * 1024, ge=4096, le=1024 * 1024)
     max_connections: int = Field(1000, ge=1)
     keep_alive_seconds: int = Field(5, ge=1, le=300)
+    # Lookup answers kept until the stored keys change (http/cache.py); 0 entries: none.
+    answer_cache_entries: int = Field(20000, ge=0)
+    answer_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     # What a 503 (database unavailable) tells clients to wait before retrying.
     retry_after_seconds: int = Field(5, ge=1, le=3600)
 

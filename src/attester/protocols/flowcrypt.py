@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from attester.federation.relay import armored
 from attester.http.body import read_body, read_json
+from attester.http.cache import reusable
 from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
 from attester.openpgp.types import Email, KeyID
@@ -48,12 +49,15 @@ async def get_pub(request: Request) -> Response:
             # ("retry"); a term that is no address, fingerprint or key id finds nothing.
             raise NotFound(f"No key found: {e.message}") from e
         found = await run_in_threadpool(core.lookup, query)
+        found = within_answer_limit(found, core.settings.max_answer_bytes, text=False)
     except ServiceError as e:
+        if isinstance(e, NotFound):
+            reusable(request, found=False)
         return error_response(e.status, e.message, e.headers)
+    reusable(request)
     # One armor block per certificate: FlowCrypt's browser reads each block of an answer
     # as exactly one key (``KeyUtil.parse``: "Found 2 keys, expected one"), so here, unlike
     # HKP and VKS, a block holding two would lose both.
-    found = within_answer_limit(found, core.settings.max_answer_bytes, text=False)
     body = "\n".join(c.armored_published or c.armored for c in found)
     return PlainTextResponse(body, headers={"Cache-Control": "no-cache", **origin_headers(found)})
 

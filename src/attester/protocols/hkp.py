@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from attester import __version__
 from attester.http.body import read_body
+from attester.http.cache import reusable
 from attester.http.render import page
 from attester.http.state import wake_mailer
 from attester.protocols._http import one_block, origin_headers, within_answer_limit
@@ -118,6 +119,7 @@ def _find(
 
 async def lookup(request: Request) -> Response:
     core: Core = request.app.state.core
+    kept = False
     try:
         p = _lookup_params(request)
         if p.op == "stats":
@@ -127,9 +129,16 @@ async def lookup(request: Request) -> Response:
         if not p.search.strip():
             raise InvalidQuery("The search parameter is missing.")
         query = parse_query(p.search, allow_text=True)
+        # Answers by address, fingerprint or key id depend on nothing but the URL and the
+        # stored keys; text searches are rate-limited per client and never kept.
+        kept = not isinstance(query, TextQuery) and (p.op == "get" or p.machine or p.json)
         found, uids = await run_in_threadpool(_find, core, query, p.exact, p.op != "get")
     except ServiceError as e:
+        if isinstance(e, NotFound) and kept:
+            reusable(request, found=False)
         return error_response(e.status, e.message, e.headers)
+    if kept:
+        reusable(request)
     if p.op == "get":
         try:
             found = within_answer_limit(

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from attester.http.body import read_json
+from attester.http.cache import reusable
 from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail
 from attester.openpgp.types import Email, Fingerprint
@@ -86,8 +87,11 @@ async def _lookup(request: Request, kind: type[Query]) -> Response:
     try:
         found = await run_in_threadpool(core.lookup, query)
     except NotFound:
+        reusable(request, found=False)
         return _text(request, 404, f"No key found for {_what(query)}")
-    return _armored(request, found, by_email=kind is EmailQuery)
+    response = _armored(request, found, by_email=kind is EmailQuery)
+    reusable(request)
+    return response
 
 
 def _armored(request: Request, found: list[StoredCert], *, by_email: bool) -> Response:

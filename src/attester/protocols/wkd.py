@@ -26,6 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from attester.config import Settings
+from attester.http.cache import reusable
 from attester.service.core import Core
 from attester.service.errors import NotFound
 
@@ -80,7 +81,9 @@ async def _key(request: Request, domain: str | None) -> Response:
     try:
         body = await run_in_threadpool(core.wkd, served, hash_)
     except NotFound:
+        reusable(request, found=False)
         return _not_found(request, "No key is published for this address")
+    reusable(request)
     return Response(body, media_type="application/octet-stream", headers=_headers(request))
 
 
