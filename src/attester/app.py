@@ -128,7 +128,11 @@ def _background(
     return asyncio.create_task(run(), name=name), scope
 
 
-def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
+def create_app(settings: Settings, clock: Clock = utcnow, *, singletons: bool = True) -> Starlette:
+    """The application. ``singletons``: also run the jobs one server needs only once
+    (pull mirroring, reconciliation's listener and gossip); ``attester serve --workers``
+    gives them to one worker."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redact.install()
@@ -172,14 +176,16 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
             app.state.federation = federation
             app.state.recon = None
             if settings.recon_peers:
-                # SKS/Hockeypuck reconciliation: listener, gossip, recovery.
+                # SKS/Hockeypuck reconciliation: listener, gossip, recovery (one worker);
+                # every worker knows the partners (hashquery) and answers op=stats.
                 from attester.service.recon import prepare_tree, recon_service
 
-                await anyio.to_thread.run_sync(prepare_tree, core)
                 app.state.recon = recon_service(core, federation.metrics.registry)
-                await app.state.recon.start()
+                if singletons:
+                    await anyio.to_thread.run_sync(prepare_tree, core)
+                    await app.state.recon.start()
             loops = [_background(worker.run_forever, "outbox-worker")]
-            if federation.mirrors is not None:
+            if federation.mirrors is not None and singletons:
                 loops.append(_background(federation.mirrors.run_forever, "mirrors"))
             try:
                 yield

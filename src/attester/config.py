@@ -215,6 +215,8 @@ class Settings(BaseSettings):
     # Clients whose X-Forwarded-For/-Proto headers are believed (the reverse proxy); "*"
     # trusts everyone, which is only right when nothing but the proxy can reach us.
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Processes serving the port (attester serve); 0: one per core the server may use.
+    workers: int = Field(0, ge=0, le=256)
     # Blocking work (database, OpenPGP parsing) runs in at most this many threads.
     threads: int = Field(40, ge=1, le=1000)
     # Front end (attester serve): a request must arrive whole within this time; headers
