@@ -142,7 +142,10 @@ def create_app(settings: Settings, clock: Clock = utcnow, *, singletons: bool = 
         if settings.answer_cache_entries:
             db.changes.watch()  # other processes' writes, too
             app.state.answer_cache = AnswerCache(
-                db.changes, settings.answer_cache_entries, settings.answer_cache_bytes
+                db.changes,
+                settings.answer_cache_entries,
+                settings.answer_cache_bytes,
+                settings.answer_cache_seconds,
             )
         core = Core(settings, db, clock)
         federation = Federation(settings, core)
@@ -198,7 +201,7 @@ def create_app(settings: Settings, clock: Clock = utcnow, *, singletons: bool = 
                     scope.cancel()
                 for task, _ in loops:
                     await task  # no thread of theirs uses the database after this
-                federation.close()
+                await federation.aclose()
                 app.state.answer_cache = None
                 db.dispose()
 

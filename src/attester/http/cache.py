@@ -10,14 +10,18 @@ cheap. Every kept answer carries an ``ETag``; a request whose ``If-None-Match`` 
 gets 304 (a reverse proxy or client revalidating its copy).
 
 Not kept: anything an adapter did not mark (uploads, pages, text searches, errors other
-than "not found"), HEAD requests, and a "not found" while upstreams are configured (an
-upstream may answer the next time; its own cache decides when).
+than "not found"), HEAD requests, and what upstreams decide (a "not found" while
+upstreams are configured, an answer resting on an upstream's word): the upstream cache
+says when to ask them again. A kept answer also ages out after ``answer_cache_seconds``,
+since a few things in it move with time alone (an index's "expired" flag).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,22 +29,31 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from attester.store.changes import Changes
+from attester.store.views import OriginKind, StoredCert
 
 _FLAG = "attester.reusable"
 _ALWAYS = (b"host", b"origin")
 
 
-def reusable(request: Request, *, found: bool = True) -> None:
-    """This request's answer depends only on its URL and the stored keys: it may be kept
-    until they change. ``found=False`` marks a "not found", kept only when no upstream
-    could answer it later."""
-    if found or not request.app.state.settings.upstreams:
+def reusable(request: Request, served: Sequence[StoredCert] = ()) -> None:
+    """This request's answer (serving ``served``) depends only on its URL and the stored
+    keys: it may be kept until they change, unless it rests on an upstream's word (the
+    upstream cache decides when to ask again)."""
+    if not any(c.origin.kind is OriginKind.UPSTREAM for c in served):
+        request.scope.setdefault("state", {})[_FLAG] = True
+
+
+def reusable_miss(request: Request) -> None:
+    """This request found nothing, and no other request would with the same stored keys:
+    kept, unless an upstream could answer it later."""
+    if not request.app.state.settings.upstreams:
         request.scope.setdefault("state", {})[_FLAG] = True
 
 
 @dataclass(frozen=True)
 class _Entry:
     generation: int
+    made: float  # time.monotonic(): answers also age (an expiry date passes, say)
     status: int
     headers: tuple[tuple[bytes, bytes], ...]  # with content-length and etag
     body: bytes
@@ -53,8 +66,9 @@ Key = tuple[bytes, bytes, tuple[bytes | None, ...]]
 class AnswerCache:
     """Kept answers, least recently used out first past ``max_entries`` or ``max_bytes``."""
 
-    def __init__(self, changes: Changes, max_entries: int, max_bytes: int) -> None:
+    def __init__(self, changes: Changes, max_entries: int, max_bytes: int, max_age: float) -> None:
         self.changes = changes
+        self.max_age = max_age
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
@@ -72,7 +86,11 @@ class AnswerCache:
     def get(self, scope: Scope, headers: dict[bytes, bytes], generation: int) -> _Entry | None:
         key = self._key(scope, headers)
         entry = self._entries.get(key) if key is not None else None
-        if entry is None or entry.generation != generation:
+        if (
+            entry is None
+            or entry.generation != generation
+            or time.monotonic() - entry.made > self.max_age
+        ):
             self.misses += 1
             return None
         self._entries.move_to_end(key)  # type: ignore[arg-type]
@@ -101,7 +119,7 @@ class AnswerCache:
             (b"content-length", str(len(body)).encode()),
             (b"etag", etag),
         )
-        entry = _Entry(generation, start["status"], kept, body, etag)
+        entry = _Entry(generation, time.monotonic(), start["status"], kept, body, etag)
         if len(body) > self.max_bytes // 16:
             return entry  # answered, not kept: one answer may not crowd out the rest
         url = (scope.get("raw_path") or scope["path"].encode(), scope["query_string"])

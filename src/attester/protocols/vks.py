@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from attester.http.body import read_json
-from attester.http.cache import reusable
+from attester.http.cache import reusable, reusable_miss
 from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail
 from attester.openpgp.types import Email, Fingerprint
@@ -85,12 +85,12 @@ async def _lookup(request: Request, kind: type[Query]) -> Response:
     except BadRequest as e:
         return _text(request, 400, e.message)
     try:
-        found = await run_in_threadpool(core.lookup, query)
+        found = await core.lookup(query)
     except NotFound:
-        reusable(request, found=False)
+        reusable_miss(request)
         return _text(request, 404, f"No key found for {_what(query)}")
     response = _armored(request, found, by_email=kind is EmailQuery)
-    reusable(request)
+    reusable(request, found)
     return response
 
 

@@ -12,6 +12,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
+from anyio import to_thread
+
 from attester.config import Settings
 from attester.service.errors import BadRequest, NotFound, Unsupported
 from attester.service.ingest import Ingest
@@ -34,7 +36,7 @@ def utcnow() -> datetime:
 class Upstreams(Protocol):
     """Other keyservers asked on a local miss (``attester.federation.Fallback``)."""
 
-    def ask(self, query: EmailQuery | FingerprintQuery | KeyIDQuery) -> bool:
+    async def ask(self, query: EmailQuery | FingerprintQuery | KeyIDQuery) -> bool:
         """Ask about ``query`` unless a cached answer stands or the operator's policy
         forbids it, and store what the upstreams vouch for (never as attested). True when
         the store may now hold something new for the query."""
@@ -62,7 +64,7 @@ class Core:
         self.upstreams = upstreams
 
     # ---- lookups
-    def lookup(self, query: Query) -> list[StoredCert]:
+    async def lookup(self, query: Query) -> list[StoredCert]:
         """The one decision point for lookups: what a query finds, whichever protocol asked
         and whichever source supplies it. Sources, the first with a result wins:
 
@@ -73,15 +75,18 @@ class Core:
            of a certificate with nothing attested here. Marked with their ``origin``;
         3. upstreams, asked now when 1 has nothing, no mirror has the answer and no cached
            upstream answer stands; what they vouch for is stored, then read as in 2.
+
+        The store is read in a thread; upstreams are asked on the event loop, so a slow
+        upstream holds no thread that local lookups need.
         """
         if isinstance(query, TextQuery):
             raise BadRequest("text search is not supported here")
-        found, peers = self._stored(query)
+        found, peers = await to_thread.run_sync(self._stored, query)
         if not found:
             # A mirrored or reconciled copy answers: no upstream is asked.
             mirrored = any(c.origin.kind in (OriginKind.MIRROR, OriginKind.RECON) for c in peers)
-            if self.upstreams is not None and not mirrored and self.upstreams.ask(query):
-                found, peers = self._stored(query)
+            if self.upstreams is not None and not mirrored and await self.upstreams.ask(query):
+                found, peers = await to_thread.run_sync(self._stored, query)
             found = found or peers
         if not found:
             raise NotFound(_not_found_message(query))
@@ -113,17 +118,19 @@ class Core:
         ]
         return local, peers
 
-    def search(self, query: Query) -> list[StoredCert]:
+    async def search(self, query: Query) -> list[StoredCert]:
         """Like ``lookup``, and free text too (HKP, the web search box): every word must
         occur in a published user ID."""
         if not isinstance(query, TextQuery):
-            return self.lookup(query)
+            return await self.lookup(query)
         if not self.settings.hkp_text_search:
             raise Unsupported("Text search is switched off on this server.")
         words = [w for w in query.words if w]
         if not words or all(len(w) < 2 for w in words):
             raise BadRequest("The search text is too short.")
-        found = self.store.search_text(words, self.settings.search_result_limit)
+        found = await to_thread.run_sync(
+            self.store.search_text, words, self.settings.search_result_limit
+        )
         if not found:
             raise NotFound("No published key matches the search text")
         return found

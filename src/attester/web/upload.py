@@ -137,7 +137,7 @@ async def _result_page(
     status: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    found = await run_in_threadpool(core(request).lookup, FingerprintQuery(fpr))
+    found = await core(request).lookup(FingerprintQuery(fpr))
     [key] = await run_in_threadpool(key_views, request, found, None)
     addresses = [
         AddressView(email, state.value, *_STATES[state])
