@@ -146,6 +146,7 @@ def create_app(settings: Settings, clock: Clock = utcnow, *, singletons: bool = 
                 settings.answer_cache_entries,
                 settings.answer_cache_bytes,
                 settings.answer_cache_seconds,
+                clock,
             )
         core = Core(settings, db, clock)
         federation = Federation(settings, core)

@@ -19,10 +19,10 @@ since a few things in it move with time alone (an index's "expired" flag).
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -53,7 +53,7 @@ def reusable_miss(request: Request) -> None:
 @dataclass(frozen=True)
 class _Entry:
     generation: int
-    made: float  # time.monotonic(): answers also age (an expiry date passes, say)
+    made: datetime  # on the app's clock: answers also age (an expiry date passes, say)
     status: int
     headers: tuple[tuple[bytes, bytes], ...]  # with content-length and etag
     body: bytes
@@ -89,7 +89,7 @@ class AnswerCache:
         if (
             entry is None
             or entry.generation != generation
-            or time.monotonic() - entry.made > self.max_age
+            or not timedelta(0) <= self.clock() - entry.made <= self.max_age
         ):
             self.misses += 1
             return None
@@ -119,7 +119,7 @@ class AnswerCache:
             (b"content-length", str(len(body)).encode()),
             (b"etag", etag),
         )
-        entry = _Entry(generation, time.monotonic(), start["status"], kept, body, etag)
+        entry = _Entry(generation, self.clock(), start["status"], kept, body, etag)
         if len(body) > self.max_bytes // 16:
             return entry  # answered, not kept: one answer may not crowd out the rest
         url = (scope.get("raw_path") or scope["path"].encode(), scope["query_string"])
