@@ -66,9 +66,18 @@ Key = tuple[bytes, bytes, tuple[bytes | None, ...]]
 class AnswerCache:
     """Kept answers, least recently used out first past ``max_entries`` or ``max_bytes``."""
 
-    def __init__(self, changes: Changes, max_entries: int, max_bytes: int, max_age: float) -> None:
+    def __init__(
+        self,
+        changes: Changes,
+        max_entries: int,
+        max_bytes: int,
+        max_age: float,
+        clock: Callable[[], datetime],
+    ) -> None:
         self.changes = changes
-        self.max_age = max_age
+        # The clock answers are computed with (``Core.clock``): what ages them.
+        self.clock = clock
+        self.max_age = timedelta(seconds=max_age)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
