@@ -29,6 +29,7 @@ from attester.config import ConfigError, Settings
 from attester.federation import Federation
 from attester.http import redact
 from attester.http.access import AccessGuard
+from attester.http.cache import AnswerCache, AnswerCacheMiddleware
 from attester.protocols import fes, flowcrypt, hkp, vks, wkd
 from attester.service.attestation import Attestation
 from attester.service.client_config import ClientConfigurations
@@ -174,10 +175,14 @@ def create_app(
     settings: Settings,
     clock: Clock = utcnow,
     reload: Callable[[], Settings] | None = None,
+    *,
+    singletons: bool = True,
 ) -> Starlette:
     """The application. ``reload`` re-reads the configuration (the file and environment
     ``settings`` came from): the policy is reloaded from it on ``SIGHUP`` and by the admin
-    API; without it, a reload is refused."""
+    API; without it, a reload is refused. ``singletons``: also run the jobs one server
+    needs only once (pull mirroring, reconciliation's listener and gossip); ``attester
+    serve --workers`` gives them to one worker."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -185,6 +190,15 @@ def create_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         db = open_database(settings.database_url, settings.database_pool_size)
         upgrade(db)
+        if settings.answer_cache_entries:
+            db.changes.watch()  # other processes' writes, too
+            app.state.answer_cache = AnswerCache(
+                db.changes,
+                settings.answer_cache_entries,
+                settings.answer_cache_bytes,
+                settings.answer_cache_seconds,
+                clock,
+            )
         core = Core(settings, db, clock)
         if reload is not None:
             core.policy.source = _policy_source(reload)
@@ -219,14 +233,16 @@ def create_app(
             app.state.federation = federation
             app.state.recon = None
             if settings.recon_peers:
-                # SKS/Hockeypuck reconciliation: listener, gossip, recovery.
+                # SKS/Hockeypuck reconciliation: listener, gossip, recovery (one worker);
+                # every worker knows the partners (hashquery) and answers op=stats.
                 from attester.service.recon import prepare_tree, recon_service
 
-                await anyio.to_thread.run_sync(prepare_tree, core)
                 app.state.recon = recon_service(core, federation.metrics.registry)
-                await app.state.recon.start()
+                if singletons:
+                    await anyio.to_thread.run_sync(prepare_tree, core)
+                    await app.state.recon.start()
             loops = [_background(worker.run_forever, "outbox-worker")]
-            if federation.mirrors is not None:
+            if federation.mirrors is not None and singletons:
                 loops.append(_background(federation.mirrors.run_forever, "mirrors"))
             # Signals reach only the main thread's loop (``attester serve``); an app run
             # elsewhere (tests, embedded) reloads through the admin API.
@@ -249,7 +265,8 @@ def create_app(
                     scope.cancel()
                 for task, _ in loops:
                     await task  # no thread of theirs uses the database after this
-                federation.close()
+                await federation.aclose()
+                app.state.answer_cache = None
                 db.dispose()
 
     routes = _routes()
@@ -268,6 +285,9 @@ def create_app(
         ),
         # Inside CORS, so a refusal of internal mode still carries CORS headers.
         Middleware(AccessGuard),
+        # Then kept answers (http/cache.py): after the guard, which decides who may ask and
+        # as which audience (part of what an answer is kept under); before everything else.
+        Middleware(AnswerCacheMiddleware),
     ]
     app = Starlette(
         routes=routes,

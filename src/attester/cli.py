@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -80,25 +81,72 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on (0: any free) [8080].")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Processes serving the port [0: one per core this process may use]."
+        ),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run the key server (applies database migrations first)."""
-    from attester.app import create_app
-    from attester.http.server import protocol
+    from attester.http.workers import cpu_count, supervise
+    from attester.store.db import open_database, upgrade
 
-    settings = _settings(config, host=host, port=port)
+    settings = _settings(config, host=host, port=port, workers=workers)
+    _configure_logging(settings)
+    count = settings.workers or cpu_count()
+    if count == 1:
+        if not _serve_one(settings, config, 0, None):
+            raise typer.Exit(1)
+        return
+    # Migrate once, before the workers race to (they would take turns on PostgreSQL, and
+    # SQLite's schema lock would make all but one wait).
+    db = open_database(settings.database_url)
+    upgrade(db)
+    db.dispose()
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as e:
+        err.print(f"[red]error:[/] cannot listen on {settings.host}:{settings.port}: {e}")
+        raise typer.Exit(1) from e
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    log.info("Attester starting %d workers", count)
+    supervise(functools.partial(_worker, settings, config), sock, count)
+
+
+def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    def reread() -> Settings:
-        # SIGHUP and the admin API re-read the same file and environment (not the flags,
-        # which set nothing the policy depends on).
-        return load_settings(config)
+
+def _worker(settings: Settings, config: Path | None, index: int, sock: socket.socket) -> None:
+    """One worker process of ``serve --workers`` (spawned: configures itself)."""
+    _configure_logging(settings)
+    if not _serve_one(settings, config, index, sock):
+        sys.exit(1)
+
+
+def _serve_one(
+    settings: Settings, config: Path | None, index: int, sock: socket.socket | None
+) -> bool:
+    """Serve until stopped; False when the server could not start. Worker 0 runs the jobs
+    one server needs only once (``create_app``'s ``singletons``). SIGHUP and the admin API
+    re-read the same file and environment (``reload``; not the flags, which set nothing the
+    policy depends on)."""
+    from attester.app import create_app
+    from attester.http.server import protocol
 
     server = _Server(
         uvicorn.Config(
-            create_app(settings, reload=reread),
+            create_app(
+                settings, reload=functools.partial(load_settings, config), singletons=index == 0
+            ),
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
@@ -113,9 +161,8 @@ def serve(
             timeout_graceful_shutdown=10,
         )
     )
-    server.run()
-    if not server.started:
-        raise typer.Exit(1)
+    server.run(sockets=[sock] if sock is not None else None)
+    return bool(server.started)
 
 
 @app.command("import")

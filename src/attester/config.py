@@ -216,6 +216,8 @@ class Settings(BaseSettings):
     # Clients whose X-Forwarded-For/-Proto headers are believed (the reverse proxy); "*"
     # trusts everyone, which is only right when nothing but the proxy can reach us.
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Processes serving the port (attester serve); 0: one per core the server may use.
+    workers: int = Field(0, ge=0, le=256)
     # Blocking work (database, OpenPGP parsing) runs in at most this many threads.
     threads: int = Field(40, ge=1, le=1000)
     # Front end (attester serve): a request must arrive whole within this time; headers
@@ -224,6 +226,10 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(32 * 1024, ge=4096, le=1024 * 1024)
     max_connections: int = Field(1000, ge=1)
     keep_alive_seconds: int = Field(5, ge=1, le=300)
+    # Lookup answers kept until the stored keys change (http/cache.py); 0 entries: none.
+    answer_cache_entries: int = Field(20000, ge=0)
+    answer_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    answer_cache_seconds: float = Field(60.0, gt=0)
     # What a 503 (database unavailable) tells clients to wait before retrying.
     retry_after_seconds: int = Field(5, ge=1, le=3600)
 

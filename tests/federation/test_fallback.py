@@ -269,3 +269,38 @@ def test_sks_as_keyserver_ubuntu_com_over_hkp(
                 == 4
             )
     assert stored(settings).attested == []
+
+
+def test_waiting_upstreams_hold_no_thread_local_lookups_need(
+    serve: Serve, attestation: Attestation
+) -> None:
+    """Forty lookups waiting on a slow upstream at once (more than the request threads:
+    ``threads`` is 8 here) leave local lookups as quick as ever: upstreams are awaited on
+    the event loop, never in a thread."""
+    import concurrent.futures
+
+    local = TestKey.generate("Lee <lee@example.org>")
+    attestation.imports.keyring(local.public, attest_emails=True)
+    with stub_server(lambda path: (404, b""), delay=4) as slow:
+        up = [vks("slow", slow.url, timeout_seconds=3)]
+        with (
+            serve(
+                upstreams=up, upstream_deadline_seconds=3.0, threads=8, upstream_concurrency=64
+            ) as live,
+            concurrent.futures.ThreadPoolExecutor(40) as pool,
+        ):
+            waiting = [
+                pool.submit(live.client.get, f"/pub/missing{i}@example.org") for i in range(40)
+            ]
+            deadline = time.monotonic() + 10
+            while len(slow.requests) < 40:  # every miss is now waiting on the upstream
+                assert time.monotonic() < deadline, len(slow.requests)
+                time.sleep(0.05)
+            start = time.monotonic()
+            r = live.client.get(f"/vks/v1/by-fingerprint/{local.fingerprint}")
+            took = time.monotonic() - start
+            assert r.status_code == 200
+            assert not any(f.done() for f in waiting), "the misses did not wait on the upstream"
+            # Far below the upstream's 3 s: the lookup never queued behind the waiting ones.
+            assert took < 1.5, took
+            assert all(f.result().status_code == 404 for f in waiting)

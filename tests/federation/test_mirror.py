@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import anyio
+
 from attester.config import Settings
 from attester.federation import DumpImporter, Federation
 from attester.openpgp import parse_certificates
@@ -134,24 +136,28 @@ def test_every_source_reaches_clients_through_one_lookup(
     _mirror(attestation, mirrored)
     federated = settings_with(settings, upstreams=[vks(OPENPGP_ORG, openpgp_org.url)])
     keys = {"lou": local, "uma": upstream_only, "max": mirrored}
-    fed = Core(federated, core.db)
-    federation = Federation(federated, fed)
-    fed.upstreams = federation.fallback
-    try:
-        origins = {
-            name: fed.lookup(EmailQuery(Email.parse(f"{name}@example.org")))[0].origin.kind
-            for name in keys
-        }
-        assert origins == {
-            "lou": OriginKind.LOCAL,
-            "uma": OriginKind.UPSTREAM,
-            "max": OriginKind.MIRROR,
-        }
-        for key in keys.values():
-            [found] = fed.lookup(FingerprintQuery(Fingerprint(key.fingerprint)))
-            assert found.fingerprint == Fingerprint(key.fingerprint)
-    finally:
-        federation.close()
+
+    async def lookups() -> None:
+        fed = Core(federated, core.db)
+        federation = Federation(federated, fed)
+        fed.upstreams = federation.fallback
+        try:
+            origins = {}
+            for name in keys:
+                [first, *_] = await fed.lookup(EmailQuery(Email.parse(f"{name}@example.org")))
+                origins[name] = first.origin.kind
+            assert origins == {
+                "lou": OriginKind.LOCAL,
+                "uma": OriginKind.UPSTREAM,
+                "max": OriginKind.MIRROR,
+            }
+            for key in keys.values():
+                [found] = await fed.lookup(FingerprintQuery(Fingerprint(key.fingerprint)))
+                assert found.fingerprint == Fingerprint(key.fingerprint)
+        finally:
+            await federation.aclose()
+
+    anyio.run(lookups)
 
 
 def test_pull_mirroring_keeps_to_its_rate(settings: Settings, core: Core) -> None:

@@ -11,9 +11,10 @@
    ``upstream_miss_ttl_seconds``).
 2. One request per query at a time in this process (concurrent identical misses wait for
    the first and then read what it stored).
-3. Ask every eligible upstream whose circuit is not open, concurrently, and wait at most
-   ``upstream_deadline_seconds`` in total; a late upstream's answer is dropped (its request
-   ends at its own timeout, which is never longer than the deadline).
+3. Ask every eligible upstream whose circuit is not open, concurrently, on the event loop
+   (at most ``upstream_concurrency`` requests in flight, none holding a request thread),
+   and wait at most ``upstream_deadline_seconds`` in total; a late upstream is cancelled.
+   An email lookup ends as soon as one upstream sent a valid key for the address.
 4. Store what was accepted in one transaction, through the one ingest path
    (``Ingest.from_peer``: merged with source ``upstream:<name>``, plus the user IDs that
    upstream published). Nothing becomes attested. Then record the answer in the cache.
@@ -24,13 +25,13 @@ every source reaches the client through one decision point.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from asyncio import FIRST_COMPLETED
+from collections.abc import Iterable
+
+from anyio import to_thread
 
 from attester.config import Settings
 from attester.federation.errors import UpstreamError
@@ -57,12 +58,6 @@ def query_key(query: Lookup) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclass
-class _Flight:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    waiters: int = 0
-
-
 class Fallback:
     def __init__(
         self,
@@ -78,16 +73,13 @@ class Fallback:
         self.origins = core.origins
         self.policy = core.policy  # the policy in force, reloadable
         self.clients = list(clients)  # in the configured order
-        self._pool = ThreadPoolExecutor(
-            max_workers=settings.upstream_concurrency, thread_name_prefix="upstream"
-        )
-        self._guard = threading.Lock()
-        self._flights: dict[str, _Flight] = {}
+        # Upstream requests in flight at once, over all lookups of this process. They wait
+        # on the event loop, not in a thread: a slow upstream holds no request thread.
+        self._slots = asyncio.Semaphore(settings.upstream_concurrency)
+        self._flights: dict[str, asyncio.Lock] = {}
+        self._stragglers: set[asyncio.Task[Fetched]] = set()
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def ask(self, query: Lookup) -> bool:
+    async def ask(self, query: Lookup) -> bool:
         """Ask the upstreams about ``query`` unless step 1 says not to; store what they
         vouch for. True when the store may hold something new for the query."""
         eligible = [c for c in self.clients if c.serves(query)]
@@ -101,58 +93,99 @@ class Fallback:
                 self.metrics.lookups.labels("domain_refused").inc()
                 return False
         key = query_key(query)
-        if self.origins.cached(key, self.clock()) is not None:
+        if await to_thread.run_sync(self.origins.cached, key, self.clock()) is not None:
             self.metrics.lookups.labels("cached").inc()
             return False
-        with self._single_flight(key):
-            if self.origins.cached(key, self.clock()) is not None:
-                # Another request asked while this one waited: read what it stored.
-                self.metrics.lookups.labels("cached").inc()
-                return True
-            self.metrics.lookups.labels("asked").inc()
-            answers, failed = self._ask_all(eligible, query)
-            self._store(key, answers, failed)
+        flight = self._flights.setdefault(key, asyncio.Lock())
+        try:
+            async with flight:
+                if await to_thread.run_sync(self.origins.cached, key, self.clock()) is not None:
+                    # Another request asked while this one waited: read what it stored.
+                    self.metrics.lookups.labels("cached").inc()
+                    return True
+                self.metrics.lookups.labels("asked").inc()
+                answers, failed = await self._ask_all(eligible, query)
+                await to_thread.run_sync(self._store, key, answers, failed)
+        finally:
+            if not flight.locked():
+                self._flights.pop(key, None)
         return True
 
-    @contextmanager
-    def _single_flight(self, key: str) -> Iterator[None]:
-        with self._guard:
-            flight = self._flights.setdefault(key, _Flight())
-            flight.waiters += 1
-        try:
-            with flight.lock:
-                yield
-        finally:
-            with self._guard:
-                flight.waiters -= 1
-                if not flight.waiters:
-                    del self._flights[key]
+    async def _one(self, client: GuardedUpstream, query: Lookup, timeout: float) -> Fetched:
+        async with self._slots:
+            return await client.afetch(query, timeout)
 
-    def _ask_all(self, clients: list[GuardedUpstream], query: Lookup) -> tuple[list[Fetched], int]:
+    async def _ask_all(
+        self, clients: list[GuardedUpstream], query: Lookup
+    ) -> tuple[list[Fetched], int]:
+        """Every eligible upstream at once, within the deadline. An email lookup ends as
+        soon as one upstream answered with a key that passed the checks; the others are
+        cancelled (their answers would only add copies)."""
         deadline = self.settings.upstream_deadline_seconds
-        futures: dict[Future[Fetched], GuardedUpstream] = {
-            self._pool.submit(c.fetch, query, min(c.config.timeout_seconds, deadline)): c
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        tasks = {
+            asyncio.create_task(self._one(c, query, min(c.config.timeout_seconds, deadline))): c
             for c in clients
         }
-        done, late = wait(futures, timeout=deadline)
+        pending = set(tasks)
         answers: list[Fetched] = []
-        failed = len(late)
-        for f in late:
-            f.cancel()
-            log.info("upstream %s missed the %.1fs deadline", futures[f].name, deadline)
-        for f in done:
-            try:
-                fetched = f.result()
-            except UpstreamError as e:
-                log.info("upstream lookup failed: %s", e)
-                failed += 1
-                continue
-            for r in fetched.refused:
-                log.warning(
-                    "upstream %s sent a certificate not taken: %s", fetched.upstream, r.detail
+        failed = 0
+        try:
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending, timeout=max(0.0, end - loop.time()), return_when=FIRST_COMPLETED
                 )
-            answers.append(fetched)
+                late = not done
+                if late:
+                    # Each request ends at its own timeout (never past the deadline) and
+                    # counts as a timeout; a moment's grace lets it say so.
+                    done, pending = await asyncio.wait(pending, timeout=0.2)
+                for t in done:
+                    try:
+                        fetched = t.result()
+                    except UpstreamError as e:
+                        log.info("upstream lookup failed: %s", e)
+                        failed += 1
+                        continue
+                    for r in fetched.refused:
+                        log.warning(
+                            "upstream %s sent a certificate not taken: %s",
+                            fetched.upstream,
+                            r.detail,
+                        )
+                    answers.append(fetched)
+                if late:
+                    for t in pending:
+                        log.info("upstream %s missed the %.1fs deadline", tasks[t].name, deadline)
+                    failed += len(pending)
+                    break
+                if pending and isinstance(query, EmailQuery) and any(a.accepted for a in answers):
+                    # The wait ends; the others finish on their own (within their timeout,
+                    # counted as usual), their answers unused.
+                    self._stragglers |= pending
+                    for t in pending:
+                        t.add_done_callback(self._straggler_done)
+                    pending = set()
+                    break
+        finally:
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
         return answers, failed
+
+    def _straggler_done(self, task: asyncio.Task[Fetched]) -> None:
+        self._stragglers.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure was counted and logged by afetch
+
+    async def aclose(self) -> None:
+        """Cancel the requests still running after their lookups were answered."""
+        for t in list(self._stragglers):
+            t.cancel()
+        if self._stragglers:
+            await asyncio.wait(list(self._stragglers))
 
     def _store(self, key: str, answers: list[Fetched], failed: int) -> None:
         now = self.clock()

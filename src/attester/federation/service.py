@@ -5,6 +5,8 @@ browser, and their metrics."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from attester import __version__
@@ -27,18 +29,20 @@ class Federation:
         *,
         metrics: Metrics | None = None,
         transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
-        self.http = httpx.Client(
-            transport=transport,
-            follow_redirects=True,
-            max_redirects=3,
-            headers={"User-Agent": f"Attester/{__version__} (federation)"},
-            limits=httpx.Limits(
+        common: dict[str, Any] = {
+            "follow_redirects": True,
+            "max_redirects": 3,
+            "headers": {"User-Agent": f"Attester/{__version__} (federation)"},
+            "limits": httpx.Limits(
                 max_connections=settings.upstream_max_connections,
                 max_keepalive_connections=settings.upstream_keepalive_connections,
             ),
-        )
+        }
+        self.http = httpx.Client(transport=transport, **common)  # pull mirroring (threads)
+        self.ahttp = httpx.AsyncClient(transport=async_transport, **common)  # lookups
         self.clients: dict[str, GuardedUpstream] = {}
         for u in settings.upstreams:
             breaker = CircuitBreaker(
@@ -49,7 +53,9 @@ class Federation:
                     u, settings.limits, self.metrics, breaker, max_results=settings.ldap_max_results
                 )
                 if u.kind == "ldap"
-                else UpstreamClient(u, self.http, settings.limits, self.metrics, breaker)
+                else UpstreamClient(
+                    u, self.http, settings.limits, self.metrics, breaker, ahttp=self.ahttp
+                )
             )
         # Nothing leaves the server unless the operator configured an upstream.
         self.fallback = (
@@ -72,6 +78,11 @@ class Federation:
     def close(self) -> None:
         if self.mirrors is not None:
             self.mirrors.stop()
-        if self.fallback is not None:
-            self.fallback.close()
         self.http.close()
+
+    async def aclose(self) -> None:
+        """``close``, and the client lookups use (made and used on the app's loop)."""
+        self.close()
+        if self.fallback is not None:
+            await self.fallback.aclose()
+        await self.ahttp.aclose()

@@ -9,6 +9,7 @@ unrevoked user ID with exactly that address. Everything else is refused and coun
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 import httpx
+from anyio import CapacityLimiter, to_thread
 
 from attester.config import Upstream
 from attester.federation.breaker import CircuitBreaker
@@ -114,6 +116,9 @@ def _mismatch(query: Lookup, cert: ParsedCert) -> Refusal | None:
     return None
 
 
+_ACCEPT = {"Accept": "application/pgp-keys, text/plain;q=0.9, */*;q=0.1"}
+
+
 @contextmanager
 def _mapped(name: str) -> Iterator[None]:
     """The one place ``httpx`` exceptions become federation errors."""
@@ -152,6 +157,10 @@ class GuardedUpstream:
         self.max_body = limits.max_input_bytes * 16
         self.limits = replace(limits, max_input_bytes=self.max_body)
         metrics.circuit_open.labels(self.name).set(0)
+        # Blocking calls on a miss (LDAP) run in threads of their own, never in the request
+        # threads; the fallback already bounds requests in flight (upstream_concurrency).
+        self.max_threads = 16
+        self._threads: CapacityLimiter | None = None
 
     def serves(self, query: Query) -> bool:
         return _KINDS.get(type(query)) in self.config.lookups
@@ -159,24 +168,57 @@ class GuardedUpstream:
     def fetch(self, query: Lookup, timeout: float) -> Fetched:
         """Ask, and check the answer. ``Fetched`` with nothing accepted means the upstream
         has no such key (404) or sent only refused ones; failures raise ``UpstreamError``
-        and count against the breaker."""
-        if not self.breaker.allow():
-            self.metrics.requests.labels(self.name, "circuit_open").inc()
-            self.metrics.circuit_open.labels(self.name).set(1)
-            raise CircuitOpen(self.name, "skipped: too many recent failures")
+        and count against the breaker. Blocking: pull mirroring's thread uses it."""
+        self._admit()
         start = time.monotonic()
         try:
             blocks = self._answer(query, timeout)
         except UpstreamError as e:
-            self.breaker.failure()
-            outcome = {UpstreamTimeout: "timeout", UpstreamUnreachable: "unreachable"}
-            self.metrics.requests.labels(self.name, outcome.get(type(e), "refused")).inc()
+            self._failed(e)
             raise
         finally:
-            self.metrics.request_seconds.labels(self.name).observe(time.monotonic() - start)
-            self.metrics.circuit_open.labels(self.name).set(
-                0 if self.breaker.state.value == "closed" else 1
-            )
+            self._timed(start)
+        return self._checked(query, blocks)
+
+    async def afetch(self, query: Lookup, timeout: float) -> Fetched:
+        """``fetch`` for the event loop (lookups on a miss): the request holds no thread,
+        and checking the answer (OpenPGP parsing) runs in one."""
+        self._admit()
+        start = time.monotonic()
+        try:
+            # ``timeout`` bounds the whole exchange here, not each read: the fallback's
+            # deadline is the sum of the answer's time.
+            async with asyncio.timeout(timeout):
+                blocks = await self._aanswer(query, timeout)
+        except TimeoutError as e:
+            late = UpstreamTimeout(self.name, "no answer in time")
+            self._failed(late)
+            raise late from e
+        except UpstreamError as e:
+            self._failed(e)
+            raise
+        finally:
+            self._timed(start)
+        return await to_thread.run_sync(self._checked, query, blocks)
+
+    def _admit(self) -> None:
+        if not self.breaker.allow():
+            self.metrics.requests.labels(self.name, "circuit_open").inc()
+            self.metrics.circuit_open.labels(self.name).set(1)
+            raise CircuitOpen(self.name, "skipped: too many recent failures")
+
+    def _failed(self, e: UpstreamError) -> None:
+        self.breaker.failure()
+        outcome = {UpstreamTimeout: "timeout", UpstreamUnreachable: "unreachable"}
+        self.metrics.requests.labels(self.name, outcome.get(type(e), "refused")).inc()
+
+    def _timed(self, start: float) -> None:
+        self.metrics.request_seconds.labels(self.name).observe(time.monotonic() - start)
+        self.metrics.circuit_open.labels(self.name).set(
+            0 if self.breaker.state.value == "closed" else 1
+        )
+
+    def _checked(self, query: Lookup, blocks: list[bytes] | None) -> Fetched:
         self.breaker.success()
         self.metrics.circuit_open.labels(self.name).set(0)
         if blocks is None:
@@ -198,6 +240,15 @@ class GuardedUpstream:
         when it has no such key. Raises ``UpstreamError``."""
         raise NotImplementedError
 
+    async def _aanswer(self, query: Lookup, timeout: float) -> list[bytes] | None:
+        """``_answer`` without blocking the event loop: by default the blocking call in a
+        thread of the upstreams' own, so a slow directory never takes a request thread."""
+        if self._threads is None:  # made on the loop that uses it
+            self._threads = CapacityLimiter(self.max_threads)
+        return await to_thread.run_sync(
+            self._answer, query, timeout, limiter=self._threads, abandon_on_cancel=True
+        )
+
 
 class UpstreamClient(GuardedUpstream):
     """A VKS or HKP keyserver, asked over ``httpx``."""
@@ -209,9 +260,38 @@ class UpstreamClient(GuardedUpstream):
         limits: Limits,
         metrics: Metrics,
         breaker: CircuitBreaker,
+        ahttp: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__(config, limits, metrics, breaker)
-        self.http = http
+        self.http = http  # pull mirroring (a thread)
+        self.ahttp = ahttp  # lookups on a miss (the event loop)
+
+    async def _aanswer(self, query: Lookup, timeout: float) -> list[bytes] | None:
+        if self.ahttp is None:
+            return await super()._aanswer(query, timeout)
+        path, params = request_for(self.config.kind, query)
+        with _mapped(self.name):
+            async with self.ahttp.stream(
+                "GET",
+                self.config.url + path,
+                params=params,
+                timeout=timeout,
+                headers=_ACCEPT,
+            ) as r:
+                if r.status_code == 404:
+                    return None
+                if r.status_code != 200:
+                    raise UpstreamRefused(self.name, f"answered HTTP {r.status_code}")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in r.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_body:
+                        raise UpstreamRefused(
+                            self.name, f"answered more than {self.max_body} bytes"
+                        )
+                    chunks.append(chunk)
+        return [b"".join(chunks)]
 
     def _answer(self, query: Lookup, timeout: float) -> list[bytes] | None:
         body = self._get(query, timeout)
@@ -226,7 +306,7 @@ class UpstreamClient(GuardedUpstream):
                 self.config.url + path,
                 params=params,
                 timeout=timeout,
-                headers={"Accept": "application/pgp-keys, text/plain;q=0.9, */*;q=0.1"},
+                headers=_ACCEPT,
             ) as r,
         ):
             if r.status_code == 404:

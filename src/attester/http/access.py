@@ -42,7 +42,7 @@ from attester.store.errors import DatabaseUnavailable
 
 log = logging.getLogger("attester.http")
 
-_STATE_KEY = "attester_audience"
+AUDIENCE_KEY = "attester_audience"
 
 # Path prefixes (below path_prefix) and the protocol they belong to; the first match wins.
 _PROTOCOLS: tuple[tuple[str, Protocol | None], ...] = (
@@ -86,7 +86,7 @@ def protocol_of(path: str, wants_html: bool) -> Protocol | None:
 def audience_of(request: Request) -> Audience:
     """The audience ``AccessGuard`` found for this request (outsiders, if it did not run:
     forgetting hides, never leaks)."""
-    found = request.scope.get("state", {}).get(_STATE_KEY)
+    found = request.scope.get("state", {}).get(AUDIENCE_KEY)
     return found if isinstance(found, Audience) else Audience.OUTSIDE
 
 
@@ -123,6 +123,10 @@ class AccessGuard:
         state = scope["app"].state
         settings = state.settings
         policy = state.core.policy.current
+        if not policy.audience_matters:  # every protocol public, no domain kept inside
+            scope.setdefault("state", {})[AUDIENCE_KEY] = Audience.OUTSIDE
+            await self.app(scope, receive, send)
+            return
         request = Request(scope)
         path = scope["path"]
         if settings.path_prefix and path.startswith(settings.path_prefix):
@@ -143,7 +147,7 @@ class AccessGuard:
                     await _unavailable(settings.retry_after_seconds)(scope, receive, send)
                     return
                 internal = found is not None and TokenScope.ACCESS.value in found.scopes
-        scope.setdefault("state", {})[_STATE_KEY] = (
+        scope.setdefault("state", {})[AUDIENCE_KEY] = (
             Audience.INTERNAL if internal else Audience.OUTSIDE
         )
         if protocol is None or internal or policy.mode(protocol) is Mode.PUBLIC:

@@ -28,6 +28,7 @@ from starlette.routing import Route
 from attester import __version__
 from attester.http.access import audience_of
 from attester.http.body import read_body
+from attester.http.cache import reusable, reusable_miss
 from attester.http.render import page
 from attester.http.state import wake_mailer
 from attester.protocols._http import one_block, origin_headers, within_answer_limit
@@ -99,13 +100,15 @@ def _lookup_params(request: Request) -> _Lookup:
     )
 
 
-def _find(
+async def _find(
     core: Core, query: Query, exact: bool, with_uids: bool, audience: Audience
 ) -> tuple[list[StoredCert], dict[int, list[StoredUserID]]]:
     """The certificates a search finds and, when asked, their published user IDs."""
-    found = core.search(query, audience)
+    found = await core.search(query, audience)
     exact_text = exact and isinstance(query, TextQuery)
-    uids = core.published_user_ids(found) if with_uids or exact_text else {}
+    uids = (
+        await run_in_threadpool(core.published_user_ids, found) if with_uids or exact_text else {}
+    )
     if exact and isinstance(query, TextQuery):
         # exact=on: some published user ID must be the whole search text, not just hold
         # its words (case and runs of white space do not count).
@@ -120,6 +123,7 @@ def _find(
 
 async def lookup(request: Request) -> Response:
     core: Core = request.app.state.core
+    kept = False
     try:
         p = _lookup_params(request)
         if p.op == "stats":
@@ -130,9 +134,17 @@ async def lookup(request: Request) -> Response:
         if not p.search.strip():
             raise InvalidQuery("The search parameter is missing.")
         query = parse_query(p.search, allow_text=True)
-        found, uids = await run_in_threadpool(_find, core, query, p.exact, p.op != "get", audience)
+        # Answers by address, fingerprint or key id depend on nothing but the URL, the
+        # audience and the stored keys; text searches are rate-limited per client and
+        # never kept.
+        kept = not isinstance(query, TextQuery) and (p.op == "get" or p.machine or p.json)
+        found, uids = await _find(core, query, p.exact, p.op != "get", audience)
     except ServiceError as e:
+        if isinstance(e, NotFound) and kept:
+            reusable_miss(request)
         return error_response(e.status, e.message, e.headers)
+    if kept:
+        reusable(request, found)
     if p.op == "get":
         try:
             found = within_answer_limit(

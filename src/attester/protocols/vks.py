@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from attester.http.access import audience_of
 from attester.http.body import read_json
+from attester.http.cache import reusable, reusable_miss
 from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail
 from attester.openpgp.types import Email, Fingerprint
@@ -85,10 +86,13 @@ async def _lookup(request: Request, kind: type[Query]) -> Response:
     except BadRequest as e:
         return _text(request, 400, e.message)
     try:
-        found = await run_in_threadpool(core.lookup, query, audience_of(request))
+        found = await core.lookup(query, audience_of(request))
     except NotFound:
+        reusable_miss(request)
         return _text(request, 404, f"No key found for {_what(query)}")
-    return _armored(request, found, by_email=kind is EmailQuery)
+    response = _armored(request, found, by_email=kind is EmailQuery)
+    reusable(request, found)
+    return response
 
 
 def _armored(request: Request, found: list[StoredCert], *, by_email: bool) -> Response:

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from attester.config import Settings
 from attester.http.access import audience_of
+from attester.http.cache import reusable, reusable_miss
 from attester.service.core import Core
 from attester.service.errors import NotFound
 
@@ -81,7 +82,9 @@ async def _key(request: Request, domain: str | None) -> Response:
     try:
         body = await run_in_threadpool(core.wkd, served, hash_, audience_of(request))
     except NotFound:
+        reusable_miss(request)
         return _not_found(request, "No key is published for this address")
+    reusable(request)
     return Response(body, media_type="application/octet-stream", headers=_headers(request))
 
 

@@ -17,6 +17,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
+from anyio import to_thread
+
 from attester.config import Settings
 from attester.openpgp import ParsedCert
 from attester.openpgp.types import Email
@@ -44,7 +46,7 @@ def utcnow() -> datetime:
 class Upstreams(Protocol):
     """Other keyservers asked on a local miss (``attester.federation.Fallback``)."""
 
-    def ask(self, query: EmailQuery | FingerprintQuery | KeyIDQuery) -> bool:
+    async def ask(self, query: EmailQuery | FingerprintQuery | KeyIDQuery) -> bool:
         """Ask about ``query`` unless a cached answer stands or the operator's policy
         forbids it, and store what the upstreams vouch for (never as attested). True when
         the store may now hold something new for the query."""
@@ -78,7 +80,7 @@ class Core:
         self.upstreams = upstreams
 
     # ---- lookups
-    def lookup(self, query: Query, audience: Audience = Audience.OUTSIDE) -> list[StoredCert]:
+    async def lookup(self, query: Query, audience: Audience = Audience.OUTSIDE) -> list[StoredCert]:
         """The one decision point for lookups: what a query finds, whichever protocol asked
         and whichever source supplies it. Sources, the first with a result wins:
 
@@ -92,7 +94,8 @@ class Core:
            for is stored, then read as in 2.
 
         Then what the audience may see (``visible``), and one key per address unless the
-        address's domain allows several.
+        address's domain allows several. The store is read in a thread; upstreams are asked
+        on the event loop, so a slow upstream holds no thread that local lookups need.
         """
         if isinstance(query, TextQuery):
             raise BadRequest("text search is not supported here")
@@ -100,19 +103,19 @@ class Core:
         if isinstance(query, EmailQuery) and not policy.served_to(query.email.domain, audience):
             # Not even asked upstream: an outsider learns nothing about the domain's people.
             raise NotFound(_not_found_message(query))
-        found, peers = self._stored(query)
+        found, peers = await to_thread.run_sync(self._stored, query)
         if not found:
             # A mirrored or reconciled copy answers: no upstream is asked.
             mirrored = any(c.origin.kind in (OriginKind.MIRROR, OriginKind.RECON) for c in peers)
             if (
                 self.upstreams is not None
                 and not mirrored
-                and not self._removed(query)
-                and self.upstreams.ask(query)
+                and not await to_thread.run_sync(self._removed, query)
+                and await self.upstreams.ask(query)
             ):
-                found, peers = self._stored(query)
+                found, peers = await to_thread.run_sync(self._stored, query)
             found = found or peers
-        found = self.visible(found, audience)
+        found = await self._visible(found, audience)
         if not found:
             raise NotFound(_not_found_message(query))
         if (
@@ -188,18 +191,27 @@ class Core:
             return []
         return [c for c in found if not self.removals.blocks(fingerprint=c.fingerprint)]
 
-    def search(self, query: Query, audience: Audience = Audience.OUTSIDE) -> list[StoredCert]:
+    async def _visible(self, found: list[StoredCert], audience: Audience) -> list[StoredCert]:
+        """``visible``, reading the store in a thread only when the policy hides domains."""
+        policy = self.policy.current
+        if audience is Audience.INTERNAL or not policy.hides_domains or not found:
+            return found
+        return await to_thread.run_sync(self.visible, found, audience)
+
+    async def search(self, query: Query, audience: Audience = Audience.OUTSIDE) -> list[StoredCert]:
         """Like ``lookup``, and free text too (HKP, the web search box): every word must
         occur in a published user ID."""
         if not isinstance(query, TextQuery):
-            return self.lookup(query, audience)
+            return await self.lookup(query, audience)
         if not self.settings.hkp_text_search:
             raise Unsupported("Text search is switched off on this server.")
         words = [w for w in query.words if w]
         if not words or all(len(w) < 2 for w in words):
             raise BadRequest("The search text is too short.")
-        found = self.store.search_text(words, self.settings.search_result_limit)
-        found = self.visible(found, audience)
+        found = await to_thread.run_sync(
+            self.store.search_text, words, self.settings.search_result_limit
+        )
+        found = await self._visible(found, audience)
         if not found:
             raise NotFound("No published key matches the search text")
         return found

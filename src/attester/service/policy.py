@@ -283,6 +283,10 @@ class Policy:
         self._rules = settings.domains
         # Fast paths: most deployments hide no domain and have no internal protocol.
         self.hides_domains = any(not r.serve_outside for r in self._rules)
+        # Whether who asks matters at all: when not, no request needs its audience.
+        self.audience_matters = self.hides_domains or any(
+            m is not Mode.PUBLIC for m in self.modes.values()
+        )
         self._cache: dict[str, Rule] = {}
         self._lock = threading.Lock()
 

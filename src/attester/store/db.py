@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 
+from attester.store.changes import Changes, changes_for
 from attester.store.errors import DatabaseUnavailable
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -53,6 +54,8 @@ class Database:
 
     reader: Engine
     writer: Engine
+    # When stored data may have changed (``store.changes``): what caches of answers check.
+    changes: Changes = field(default_factory=Changes)
 
     @property
     def is_sqlite(self) -> bool:
@@ -71,6 +74,7 @@ class Database:
             yield conn
 
     def dispose(self) -> None:
+        self.changes.close()
         self.reader.dispose()
         if self.writer is not self.reader:
             self.writer.dispose()
@@ -118,10 +122,11 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
 
 def open_database(url: str, pool_size: int = 5) -> Database:
     u = normalise_url(url)
+    changes = changes_for(make_url(u))
     if u.startswith("sqlite"):
-        return Database(reader=_sqlite_engine(u, False), writer=_sqlite_engine(u, True))
+        return Database(_sqlite_engine(u, False), _sqlite_engine(u, True), changes)
     engine = create_engine(u, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
-    return Database(reader=engine, writer=engine)
+    return Database(engine, engine, changes)
 
 
 def upgrade(db: Database) -> None:

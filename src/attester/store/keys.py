@@ -11,9 +11,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, text
 
 from attester.openpgp.types import Email, Fingerprint, KeyID
+from attester.store.changes import CHANNEL
 from attester.store.db import Database
 from attester.store.schema import certs, key_ids, user_ids
 from attester.store.tokens import Purpose, TokenInfo, Tokens
@@ -263,3 +264,7 @@ class KeyStore:
             tx = WriteTx(conn)
             yield tx
             tx.recon.apply()  # the recon tree follows certs.digest, once per transaction
+            if conn.dialect.name == "postgresql":
+                # Delivered at commit to every process listening (store.changes).
+                conn.execute(text(f"NOTIFY {CHANNEL}, '{self.db.changes.sender}'"))
+        self.db.changes.bump()

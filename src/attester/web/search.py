@@ -156,7 +156,7 @@ async def search(request: Request) -> Response:
         )
     try:
         query = parse_query(q, allow_text=True)
-        found = await run_in_threadpool(core(request).search, query, audience_of(request))
+        found = await core(request).search(query, audience_of(request))
     except NotFound:
         return search_page(request, 404, q, nothing=_kind(query))
     except Unsupported:
@@ -177,9 +177,7 @@ async def download(request: Request) -> Response:
     """The key as a fingerprint lookup serves it (VKS ``by-fingerprint``), as a file."""
     try:
         fpr = Fingerprint.parse(request.path_params["fingerprint"].removesuffix(".asc"))
-        [cert] = await run_in_threadpool(
-            core(request).lookup, FingerprintQuery(fpr), audience_of(request)
-        )
+        [cert] = await core(request).lookup(FingerprintQuery(fpr), audience_of(request))
     except (InvalidIdentifier, NotFound):
         return error_page(request, 404, "No key with this fingerprint is stored here.")
     return Response(

@@ -147,7 +147,7 @@ async def _result_page(
 ) -> HTMLResponse:
     # The uploader just sent this very key: showing it back (with what is published of it)
     # tells nothing the VKS answer to the same upload would not, whatever the audience.
-    found = await run_in_threadpool(core(request).lookup, FingerprintQuery(fpr), Audience.INTERNAL)
+    found = await core(request).lookup(FingerprintQuery(fpr), Audience.INTERNAL)
     [key] = await run_in_threadpool(key_views, request, found, None)
     if refused is None:
         refused = await run_in_threadpool(attestation(request).verify.refused, fpr, list(states))

@@ -1,0 +1,221 @@
+"""Lookup answers reused until the stored keys change.
+
+A lookup's answer depends on nothing but its URL, the request headers its ``Vary``
+names, and the stored keys; it is a few kilobytes of precomputed armor. So an adapter
+that has built one marks it ``reusable(request)``, and ``AnswerCache`` keeps it, keyed by
+the URL, until ``Database.changes`` moves (any write of this process at once, other
+processes' writes as ``store.changes`` learns of them). A request whose answer is kept is
+answered here, right after the access guard (who may ask, and as which audience: part of
+the key), before routing or any thread: that is what makes lookups cheap. Every kept answer carries an ``ETag``; a request whose ``If-None-Match`` names it
+gets 304 (a reverse proxy or client revalidating its copy).
+
+Not kept: anything an adapter did not mark (uploads, pages, text searches, errors other
+than "not found"), HEAD requests, and what upstreams decide (a "not found" while
+upstreams are configured, an answer resting on an upstream's word): the upstream cache
+says when to ask them again. A kept answer also ages out after ``answer_cache_seconds``,
+since a few things in it move with time alone (an index's "expired" flag).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from attester.http.access import AUDIENCE_KEY
+from attester.store.changes import Changes
+from attester.store.views import OriginKind, StoredCert
+
+_FLAG = "attester.reusable"
+
+
+def reusable(request: Request, served: Sequence[StoredCert] = ()) -> None:
+    """This request's answer (serving ``served``) depends only on its URL and the stored
+    keys: it may be kept until they change, unless it rests on an upstream's word (the
+    upstream cache decides when to ask again)."""
+    if not any(c.origin.kind is OriginKind.UPSTREAM for c in served):
+        request.scope.setdefault("state", {})[_FLAG] = True
+
+
+def reusable_miss(request: Request) -> None:
+    """This request found nothing, and no other request would with the same stored keys:
+    kept, unless an upstream could answer it later."""
+    if not request.app.state.settings.upstreams:
+        request.scope.setdefault("state", {})[_FLAG] = True
+
+
+@dataclass(frozen=True)
+class _Entry:
+    generation: int
+    made: datetime  # on the app's clock: answers also age (an expiry date passes, say)
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]  # with content-length and etag
+    body: bytes
+    etag: bytes
+
+
+Key = tuple[bytes, bytes, str, tuple[bytes | None, ...]]
+
+
+class AnswerCache:
+    """Kept answers, least recently used out first past ``max_entries`` or ``max_bytes``."""
+
+    def __init__(
+        self,
+        changes: Changes,
+        max_entries: int,
+        max_bytes: int,
+        max_age: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.changes = changes
+        # The clock answers are computed with (``Core.clock``): what ages them.
+        self.clock = clock
+        self.max_age = timedelta(seconds=max_age)
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Key, _Entry] = OrderedDict()
+        self._vary: dict[tuple[bytes, bytes], tuple[bytes, ...]] = {}
+        self._bytes = 0
+        self.hits = self.misses = 0
+
+    def _key(self, scope: Scope, headers: dict[bytes, bytes]) -> Key | None:
+        url = (scope.get("raw_path") or scope["path"].encode(), scope["query_string"])
+        names = self._vary.get(url)
+        if names is None:
+            return None
+        # Who asks may change the answer (a domain kept inside): the audience the access
+        # guard found is part of the key.
+        audience = str(scope.get("state", {}).get(AUDIENCE_KEY, ""))
+        return (*url, audience, tuple(headers.get(n) for n in names))
+
+    def get(self, scope: Scope, headers: dict[bytes, bytes], generation: int) -> _Entry | None:
+        key = self._key(scope, headers)
+        entry = self._entries.get(key) if key is not None else None
+        if (
+            entry is None
+            or entry.generation != generation
+            or not timedelta(0) <= self.clock() - entry.made <= self.max_age
+        ):
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)  # type: ignore[arg-type]
+        self.hits += 1
+        return entry
+
+    def put(
+        self,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        generation: int,
+        start: Message,
+        body: bytes,
+    ) -> _Entry | None:
+        raw = [(bytes(k).lower(), bytes(v)) for k, v in start.get("headers", [])]
+        vary: list[bytes] = []
+        for k, v in raw:
+            if k == b"vary":
+                vary += [n.strip().lower() for n in v.split(b",") if n.strip()]
+        if b"*" in vary:
+            return None
+        etag = b'"' + hashlib.blake2b(body, digest_size=12).hexdigest().encode() + b'"'
+        dropped = (b"content-length", b"etag", b"date", b"server")
+        kept = (
+            *((k, v) for k, v in raw if k not in dropped),
+            (b"content-length", str(len(body)).encode()),
+            (b"etag", etag),
+        )
+        entry = _Entry(generation, self.clock(), start["status"], kept, body, etag)
+        if len(body) > self.max_bytes // 16:
+            return entry  # answered, not kept: one answer may not crowd out the rest
+        url = (scope.get("raw_path") or scope["path"].encode(), scope["query_string"])
+        # Host always counts: WKD's direct method serves the Host's domain without saying
+        # so in Vary. (CORS headers are the outer middleware's, added to every answer.)
+        self._vary[url] = (b"host", *(n for n in vary if n != b"host"))
+        key = self._key(scope, headers)
+        assert key is not None
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
+        self._entries[key] = entry
+        self._bytes += len(body)
+        while self._entries and (
+            len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+        ):
+            _, gone = self._entries.popitem(last=False)
+            self._bytes -= len(gone.body)
+        return entry
+
+
+class AnswerCacheMiddleware:
+    """Answers kept lookups before routing (the app's ``answer_cache`` state, made in its
+    lifespan); keeps the answers adapters mark ``reusable``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cache: AnswerCache | None = None
+        if scope["type"] == "http" and scope["method"] == "GET":
+            cache = getattr(scope["app"].state, "answer_cache", None)
+        if cache is None:
+            await self.app(scope, receive, send)
+            return
+        headers = {bytes(k).lower(): bytes(v) for k, v in scope["headers"]}
+        generation = cache.changes.current()
+        entry = cache.get(scope, headers, generation)
+        if entry is not None:
+            await _answer(send, entry, headers.get(b"if-none-match"))
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                if state.get(_FLAG) and message["status"] in (200, 404):
+                    start = message  # held until the body is complete
+                    return
+                await send(message)
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(chunks)
+            entry = cache.put(scope, headers, generation, start, body)
+            if entry is None:
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+            else:
+                await _answer(send, entry, headers.get(b"if-none-match"))
+
+        await self.app(scope, receive, capture)
+
+
+async def _answer(send: Send, entry: _Entry, if_none_match: bytes | None) -> None:
+    if if_none_match is not None and entry.status == 200 and _matches(if_none_match, entry.etag):
+        kept = tuple(
+            (k, v)
+            for k, v in entry.headers
+            if k in (b"etag", b"cache-control", b"vary", b"access-control-allow-origin")
+        )
+        await send({"type": "http.response.start", "status": 304, "headers": kept})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": entry.status, "headers": entry.headers})
+    await send({"type": "http.response.body", "body": entry.body})
+
+
+def _matches(if_none_match: bytes, etag: bytes) -> bool:
+    tags = [t.strip().removeprefix(b"W/") for t in if_none_match.split(b",")]
+    return etag in tags or b"*" in tags

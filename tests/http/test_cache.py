@@ -1,0 +1,163 @@
+"""Lookup answers are kept until the stored keys change, on both databases: a write of
+this process at once, another process's write (its own connection) through the database's
+change feed; every kept answer has an ETag, and a matching If-None-Match gets 304."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import anyio.from_thread
+import httpx
+from starlette.applications import Starlette
+
+from attester.app import create_app
+from attester.config import Settings, Upstream
+from attester.http.cache import AnswerCache
+from attester.service.attestation import Attestation
+from attester.service.core import Core
+from attester.store.db import open_database
+from tests.support.keys import TestKey
+
+
+class Client:
+    def __init__(self, app: Starlette, portal: anyio.from_thread.BlockingPortal) -> None:
+        self.app = app
+        self._portal = portal
+        self._client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://keys.example.org"
+        )
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        response: httpx.Response = self._portal.call(partial(self._client.get, url, **kwargs))
+        return response
+
+    @property
+    def cache(self) -> AnswerCache:
+        cache: AnswerCache = self.app.state.answer_cache
+        return cache
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[Client]:
+    app = create_app(settings)
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(app.router.lifespan_context(app)),
+    ):
+        client = Client(app, portal)
+        yield client
+        portal.call(client._client.aclose)
+
+
+@contextmanager
+def other_process(settings: Settings) -> Iterator[Attestation]:
+    """A writer with a connection of its own, as another app server or the CLI has."""
+    db = open_database(settings.database_url)
+    try:
+        yield Attestation.build(Core(settings, db))
+    finally:
+        db.dispose()
+
+
+def _eventually(check: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the change did not reach the server"
+        time.sleep(0.05)
+
+
+def test_a_kept_answer_is_reused_until_a_write(settings: Settings) -> None:
+    key = TestKey.generate("Kay <kay@example.org>")
+    with serving(settings) as client:
+        client.app.state.attestation.imports.keyring(key.public, attest_emails=True)
+        url = f"/vks/v1/by-fingerprint/{key.fingerprint}"
+        first = client.get(url)
+        hits = client.cache.hits
+        again = client.get(url)
+        assert first.status_code == again.status_code == 200
+        assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
+        assert client.cache.hits == hits + 1
+        # A client revalidating its copy gets 304 with the same tag.
+        cached = client.get(url, headers={"If-None-Match": first.headers["etag"]})
+        assert cached.status_code == 304 and cached.content == b""
+        assert cached.headers["etag"] == first.headers["etag"]
+        # A write of this process: the next answer is computed again, and differs.
+        client.app.state.attestation.imports.keyring(key.revoked_public())
+        changed = client.get(url)
+        assert changed.status_code == 200 and changed.content != first.content
+        assert changed.headers["etag"] != first.headers["etag"]
+
+
+def test_another_process_write_reaches_the_kept_answers(settings: Settings) -> None:
+    key = TestKey.generate("Oto <oto@example.org>")
+    with serving(settings) as client:
+        for url in (f"/pub/{key.fingerprint}", "/pub/oto@example.org"):
+            assert client.get(url).status_code == 404
+        with other_process(settings) as writer:
+            writer.imports.keyring(key.public, attest_emails=True)
+        _eventually(lambda: client.get("/pub/oto@example.org").status_code == 200)
+        assert client.get(f"/pub/{key.fingerprint}").status_code == 200
+
+
+def test_every_lookup_protocol_keeps_its_answers(settings: Settings) -> None:
+    from attester.openpgp.wkd import wkd_hash
+
+    key = TestKey.generate("Pia <pia@example.org>")
+    urls = [
+        "/pub/pia@example.org",
+        f"/pks/lookup?op=get&options=mr&search=0x{key.fingerprint}",
+        "/pks/lookup?op=index&options=mr&search=pia@example.org",
+        "/vks/v1/by-email/pia@example.org",
+        f"/vks/v1/by-keyid/{key.key_id}",
+        f"/.well-known/openpgpkey/example.org/hu/{wkd_hash('pia')}",
+    ]
+    with serving(settings) as client:
+        client.app.state.attestation.imports.keyring(key.public, attest_emails=True)
+        for url in urls:
+            first = client.get(url)
+            assert first.status_code == 200, (url, first.text)
+            hits = client.cache.hits
+            assert client.get(url).content == first.content
+            assert client.cache.hits == hits + 1, url
+
+
+def test_what_is_never_kept(settings: Settings) -> None:
+    key = TestKey.generate("Quin <quin@example.org>")
+    with serving(settings) as client:
+        client.app.state.attestation.imports.keyring(key.public, attest_emails=True)
+        for url in (
+            "/pks/lookup?op=index&options=mr&search=quin",  # text search: rate-limited
+            "/pks/lookup?op=index&search=quin@example.org",  # an HTML page
+            "/pks/lookup?op=stats&options=mr",
+        ):
+            client.get(url)
+            hits = client.cache.hits
+            client.get(url)
+            assert client.cache.hits == hits, url
+
+
+def test_cors_headers_follow_the_request(settings: Settings) -> None:
+    """A browser's request (with Origin) never gets an answer kept for a request
+    without one, which the CORS middleware answers without CORS headers."""
+    narrowed = settings.model_copy(update={"cors_origins": ("https://app.example",)})
+    key = TestKey.generate("Rue <rue@example.org>")
+    with serving(narrowed) as client:
+        client.app.state.attestation.imports.keyring(key.public, attest_emails=True)
+        plain = client.get("/pub/rue@example.org")
+        assert "access-control-allow-origin" not in plain.headers
+        browser = client.get("/pub/rue@example.org", headers={"Origin": "https://app.example"})
+        assert browser.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_not_found_is_not_kept_while_upstreams_could_answer(settings: Settings) -> None:
+    peer = Upstream(name="peer", kind="vks", url="http://127.0.0.1:9", timeout_seconds=0.2)
+    upstream = settings.model_copy(update={"upstreams": (peer,)})
+    with serving(upstream) as client:
+        client.get("/vks/v1/by-email/nobody@example.org")
+        hits = client.cache.hits
+        client.get("/vks/v1/by-email/nobody@example.org")
+        assert client.cache.hits == hits
