@@ -238,7 +238,8 @@ def test_sighup_reloads_the_policy_and_an_invalid_file_changes_nothing(
 ) -> None:
     cfg = tmp_path / "attester.toml"
     cfg.write_text('[policy]\ninternal_networks = ["127.0.0.0/8"]\n')
-    env = _env(database_url, ATTESTER_MAIL_URL=f"file:{tmp_path / 'outbox'}")
+    # One worker: each worker reloads (and audits) its own policy on SIGHUP.
+    env = _env(database_url, ATTESTER_MAIL_URL=f"file:{tmp_path / 'outbox'}", ATTESTER_WORKERS="1")
     with serve(env, "--config", str(cfg)) as server, httpx.Client(base_url=server.url) as http:
         path = "/vks/v1/by-email/alice@example.com"
         assert http.get(path).status_code == 200
