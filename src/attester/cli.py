@@ -150,6 +150,7 @@ def _serve_one(
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
+            access_log=settings.access_log,
             proxy_headers=True,
             forwarded_allow_ips=list(settings.forwarded_allow_ips),
             server_header=False,

@@ -334,6 +334,7 @@ class Settings(BaseSettings):
 
     # --- logging
     log_level: str = "info"
+    access_log: bool = True  # one line per request (tokens in paths are redacted)
 
     # --- web pages: branding and the operator's statements (docs/configuration.md, "Web pages")
     web_logo_file: str = ""  # image file shown beside the service name, served by us

@@ -159,8 +159,7 @@ def _fprs(data: bytes) -> set[str]:
 def corp(attestation: Attestation, core: Core) -> tuple[TestKey, StoredCert]:
     key = TestKey.generate("Carl <carl@corp.example>")
     assert attestation.imports.keyring(key.public, attest_emails=True).attested == 1
-    stored = core.store.by_fingerprint(Fingerprint(key.fingerprint))
-    assert stored is not None
+    [stored] = core.store.by_fingerprint(Fingerprint(key.fingerprint))
     return key, stored
 
 

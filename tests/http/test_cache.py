@@ -161,3 +161,30 @@ def test_not_found_is_not_kept_while_upstreams_could_answer(settings: Settings) 
         hits = client.cache.hits
         client.get("/vks/v1/by-email/nobody@example.org")
         assert client.cache.hits == hits
+
+
+def test_the_fast_path_answers_as_the_middleware_would(settings: Settings) -> None:
+    """With every origin allowed and a policy that makes no difference of who asks, a
+    kept answer goes out before any middleware; it must carry exactly the headers the
+    CORS middleware gives the same answer on the way through."""
+    key = TestKey.generate("Sam <sam@example.org>")
+    names = (
+        "access-control-allow-origin",
+        "access-control-expose-headers",
+        "vary",
+        "etag",
+        "content-type",
+        "x-attester-origin",
+        "content-length",
+    )
+    with serving(settings) as client:
+        client.app.state.attestation.imports.keyring(key.public, attest_emails=True)
+        for origin in ({"Origin": "https://mail.example"}, {}):
+            for url in ("/pub/sam@example.org", f"/vks/v1/by-fingerprint/{key.fingerprint}"):
+                slow = client.get(url, headers=origin)
+                hits = client.cache.hits
+                fast = client.get(url, headers=origin)
+                assert client.cache.hits == hits + 1
+                assert fast.content == slow.content
+                for name in names:
+                    assert fast.headers.get(name) == slow.headers.get(name), (url, name)

@@ -43,8 +43,7 @@ def keys(attestation: Attestation, core: Core) -> Keys:
     assert s.attested == 4
     digests = {}
     for name, key in (("alice", alice), ("bob", bob), ("carol", carol)):
-        stored = core.store.by_fingerprint(Fingerprint(key.fingerprint))
-        assert stored is not None
+        [stored] = core.store.by_fingerprint(Fingerprint(key.fingerprint))
         digests[name] = stored.digest
     return Keys(alice, bob, carol, digests)
 

@@ -5,9 +5,11 @@ names, and the stored keys; it is a few kilobytes of precomputed armor. So an ad
 that has built one marks it ``reusable(request)``, and ``AnswerCache`` keeps it, keyed by
 the URL, until ``Database.changes`` moves (any write of this process at once, other
 processes' writes as ``store.changes`` learns of them). A request whose answer is kept is
-answered here, right after the access guard (who may ask, and as which audience: part of
-the key), before routing or any thread: that is what makes lookups cheap. Every kept answer carries an ``ETag``; a request whose ``If-None-Match`` names it
-gets 304 (a reverse proxy or client revalidating its copy).
+answered right after the access guard (who may ask, and as which audience: part of the
+key), before routing or any thread, or, while neither the guard nor CORS could change the
+answer, before any middleware at all (``answer_kept``, called by ``attester.app``): that
+is what makes lookups cheap. Every kept answer carries an ``ETag``; a request whose
+``If-None-Match`` names it gets 304 (a reverse proxy or client revalidating its copy).
 
 Not kept: anything an adapter did not mark (uploads, pages, text searches, errors other
 than "not found"), HEAD requests, and what upstreams decide (a "not found" while
@@ -85,18 +87,17 @@ class AnswerCache:
         self._bytes = 0
         self.hits = self.misses = 0
 
-    def _key(self, scope: Scope, headers: dict[bytes, bytes]) -> Key | None:
+    def _key(self, scope: Scope, headers: dict[bytes, bytes], audience: str) -> Key | None:
         url = (scope.get("raw_path") or scope["path"].encode(), scope["query_string"])
         names = self._vary.get(url)
         if names is None:
             return None
-        # Who asks may change the answer (a domain kept inside): the audience the access
-        # guard found is part of the key.
-        audience = str(scope.get("state", {}).get(AUDIENCE_KEY, ""))
         return (*url, audience, tuple(headers.get(n) for n in names))
 
-    def get(self, scope: Scope, headers: dict[bytes, bytes], generation: int) -> _Entry | None:
-        key = self._key(scope, headers)
+    def get(
+        self, scope: Scope, headers: dict[bytes, bytes], generation: int, audience: str
+    ) -> _Entry | None:
+        key = self._key(scope, headers, audience)
         entry = self._entries.get(key) if key is not None else None
         if (
             entry is None
@@ -114,6 +115,7 @@ class AnswerCache:
         scope: Scope,
         headers: dict[bytes, bytes],
         generation: int,
+        audience: str,
         start: Message,
         body: bytes,
     ) -> _Entry | None:
@@ -138,7 +140,7 @@ class AnswerCache:
         # Host always counts: WKD's direct method serves the Host's domain without saying
         # so in Vary. (CORS headers are the outer middleware's, added to every answer.)
         self._vary[url] = (b"host", *(n for n in vary if n != b"host"))
-        key = self._key(scope, headers)
+        key = self._key(scope, headers, audience)
         assert key is not None
         old = self._entries.pop(key, None)
         if old is not None:
@@ -169,7 +171,10 @@ class AnswerCacheMiddleware:
             return
         headers = {bytes(k).lower(): bytes(v) for k, v in scope["headers"]}
         generation = cache.changes.current()
-        entry = cache.get(scope, headers, generation)
+        # Who asks may change the answer (a domain kept inside): the audience the access
+        # guard found is part of the key.
+        audience = str(scope.get("state", {}).get(AUDIENCE_KEY, ""))
+        entry = cache.get(scope, headers, generation, audience)
         if entry is not None:
             await _answer(send, entry, headers.get(b"if-none-match"))
             return
@@ -192,7 +197,7 @@ class AnswerCacheMiddleware:
             if message.get("more_body", False):
                 return
             body = b"".join(chunks)
-            entry = cache.put(scope, headers, generation, start, body)
+            entry = cache.put(scope, headers, generation, audience, start, body)
             if entry is None:
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
@@ -202,20 +207,66 @@ class AnswerCacheMiddleware:
         await self.app(scope, receive, capture)
 
 
-async def _answer(send: Send, entry: _Entry, if_none_match: bytes | None) -> None:
+async def answer_kept(
+    cache: AnswerCache, scope: Scope, send: Send, audience: str, expose: bytes
+) -> bool:
+    """Answer ``scope`` from ``cache`` before any middleware (the application's fast path,
+    ``attester.app``), adding what the CORS middleware would for an application that
+    allows every origin (``expose``: its Access-Control-Expose-Headers); False when
+    nothing is kept for it, or the request carries cookies (then CORS differs)."""
+    headers = {bytes(k).lower(): bytes(v) for k, v in scope["headers"]}
+    if b"cookie" in headers:
+        return False
+    entry = cache.get(scope, headers, cache.changes.current(), audience)
+    if entry is None:
+        return False
+    extra: tuple[tuple[bytes, bytes], ...] = ()
+    if b"origin" in headers:
+        vary = [v for k, v in entry.headers if k == b"vary"]
+        extra = (
+            (b"access-control-allow-origin", b"*"),
+            (b"access-control-expose-headers", expose),
+            (b"vary", b", ".join([*vary, b"Origin"])),
+        )
+    await _answer(send, entry, headers.get(b"if-none-match"), extra)
+    return True
+
+
+async def _answer(
+    send: Send,
+    entry: _Entry,
+    if_none_match: bytes | None,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
     if if_none_match is not None and entry.status == 200 and _matches(if_none_match, entry.etag):
         kept = tuple(
             (k, v)
             for k, v in entry.headers
             if k in (b"etag", b"cache-control", b"vary", b"access-control-allow-origin")
         )
-        await send({"type": "http.response.start", "status": 304, "headers": kept})
+        await send({"type": "http.response.start", "status": 304, "headers": _with(kept, extra)})
         await send({"type": "http.response.body", "body": b""})
         return
-    await send({"type": "http.response.start", "status": entry.status, "headers": entry.headers})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": entry.status,
+            "headers": _with(entry.headers, extra),
+        }
+    )
     await send({"type": "http.response.body", "body": entry.body})
 
 
 def _matches(if_none_match: bytes, etag: bytes) -> bool:
     tags = [t.strip().removeprefix(b"W/") for t in if_none_match.split(b",")]
     return etag in tags or b"*" in tags
+
+
+def _with(
+    headers: tuple[tuple[bytes, bytes], ...], extra: tuple[tuple[bytes, bytes], ...]
+) -> tuple[tuple[bytes, bytes], ...]:
+    """``headers`` with those of ``extra`` replacing any of the same name."""
+    if not extra:
+        return headers
+    names = {k for k, _ in extra}
+    return (*(h for h in headers if h[0] not in names), *extra)
