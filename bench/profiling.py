@@ -1,7 +1,7 @@
 """Where the time goes: profiles of today's code for the cases of ``./bench/run``.
 
-    .venv/bin/python bench/profile.py serve hkp-get [--seconds 20] [--backend sqlite]
-    .venv/bin/python bench/profile.py import [--attest-emails] [--keys N]
+    .venv/bin/python bench/profiling.py serve hkp-get [--seconds 20] [--backend sqlite]
+    .venv/bin/python bench/profiling.py import [--attest-emails] [--keys N]
 
 ``serve CASE``: Attester serving the Debian keyring (imported with ``--attest-emails``
 once, cached in bench/.cache/), pinned to CPU 0, under ``wrk -t1 -c16`` on CPU 1 rotating
@@ -33,21 +33,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench as b
 
 PYSPY = b.CEILING_VENV / "bin" / "py-spy"
+RATE = 250  # samples per second
 
 # Layers, by the file a frame comes from (first match wins).
 LAYERS = [
-    ("uvicorn (HTTP parsing, protocol)", ("/uvicorn/", "httptools", "uvloop")),
-    ("Starlette (routing, middleware, responses)", ("/starlette/",)),
-    ("anyio / thread-pool hops", ("/anyio/", "concurrent/futures", "threading.py", "queue.py")),
-    ("SQLAlchemy (statement building, execution, rows)", ("/sqlalchemy/",)),
-    ("database driver (sqlite3 / psycopg)", ("sqlite3", "/psycopg")),
-    ("asyncio event loop", ("/asyncio/",)),
-    ("Attester: store", ("/attester/store/",)),
-    ("Attester: service", ("/attester/service/",)),
-    ("Attester: protocols", ("/attester/protocols/",)),
-    ("Attester: openpgp", ("/attester/openpgp/",)),
-    ("Attester: other", ("/attester/",)),
-    ("logging", ("/logging/",)),
+    ("uvicorn (HTTP parsing, protocol)", ("uvicorn/", "httptools", "uvloop")),
+    ("Starlette (routing, middleware, responses)", ("starlette/",)),
+    (
+        "anyio / thread-pool hops",
+        ("anyio/", "concurrent/futures", "(threading.py", "(queue.py"),
+    ),
+    ("SQLAlchemy (statement building, execution, rows)", ("sqlalchemy/",)),
+    ("database driver (sqlite3 / psycopg)", ("sqlite3/", "psycopg")),
+    ("asyncio event loop", ("asyncio/",)),
+    ("Attester: store", ("attester/store/",)),
+    ("Attester: service", ("attester/service/",)),
+    ("Attester: protocols", ("attester/protocols/",)),
+    ("Attester: openpgp", ("attester/openpgp/",)),
+    ("Attester: other", ("attester/",)),
+    ("logging", ("logging/",)),
 ]
 
 
@@ -64,7 +68,7 @@ def layer(frame: str) -> str:
     return "other (stdlib, C)"
 
 
-def summarise_collapsed(path: Path, top: int = 25) -> str:
+def summarise_collapsed(path: Path, top: int = 25, expected: int | None = None) -> str:
     """Own and inclusive shares per function, and own time per layer, from py-spy's
     collapsed stacks (``frame;frame;... count``; the leaf is the last frame)."""
     own: Counter[str] = Counter()
@@ -90,7 +94,10 @@ def summarise_collapsed(path: Path, top: int = 25) -> str:
         for name in {layer(f) for f in frames}:
             layer_incl[name] += count
     out = io.StringIO()
-    out.write(f"{total} samples\n\nown time by layer (leaf frame):\n")
+    out.write(f"{total} samples with the GIL held")
+    if expected:
+        out.write(f" of {expected} taken ({100 * total / expected:.0f}% of the time)")
+    out.write("\n\nown time by layer (leaf frame):\n")
     for name, n in layers.most_common():
         out.write(f"  {100 * n / total:5.1f}%  {name}\n")
     out.write("\nstacks that pass through each layer (inclusive):\n")
@@ -166,7 +173,7 @@ def profile_serve(args: argparse.Namespace) -> None:
                 "--pid",
                 str(server.proc.pid),
                 "--rate",
-                "200",
+                str(RATE),
                 "--duration",
                 str(args.seconds),
                 "--format",
@@ -174,7 +181,10 @@ def profile_serve(args: argparse.Namespace) -> None:
                 "--output",
                 f"{out}.txt",
                 "--nonblocking",
-                "--subprocesses",
+                # Only the thread holding the GIL: where the one core runs Python (C code
+                # called with the GIL held counts for its Python caller). Threads waiting
+                # for work and the event loop waiting in epoll are left out.
+                "--gil",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -187,7 +197,7 @@ def profile_serve(args: argparse.Namespace) -> None:
             f"{r['rps']:.0f} req/s, p50 {r['p50_us'] / 1000:.1f} ms, "
             f"p99 {r['p99_us'] / 1000:.1f} ms, {r['errors']} errors\n"
         )
-        print(summarise_collapsed(Path(f"{out}.txt"), args.top))
+        print(summarise_collapsed(Path(f"{out}.txt"), args.top, RATE * args.seconds))
         b.log(f"collapsed stacks in {out}.txt (flamegraph.pl or speedscope read them)")
     finally:
         bench.cleanup()
@@ -253,7 +263,7 @@ def profile_import(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="bench/profile.py", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="bench/profiling.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
     s = sub.add_parser("serve", help="py-spy on the server under wrk")
     s.add_argument("case", choices=[c.key for c in b.CASES])
@@ -262,6 +272,10 @@ def main() -> None:
     s.add_argument("--conns", type=int, default=16)
     s.add_argument("--top", type=int, default=25)
     s.add_argument("--out")
+    m = sub.add_parser("summary", help="summarise a collapsed-stack file again")
+    m.add_argument("file", type=Path)
+    m.add_argument("--top", type=int, default=25)
+    m.add_argument("--expected", type=int)
     i = sub.add_parser("import", help="cProfile of attester import")
     i.add_argument("--attest-emails", action="store_true")
     i.add_argument("--keys", type=int)
@@ -270,6 +284,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.what == "serve":
         profile_serve(args)
+    elif args.what == "summary":
+        print(summarise_collapsed(args.file, args.top, args.expected))
     else:
         profile_import(args)
 
