@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Collection
 
 from prometheus_client import CollectorRegistry
 
 from attester.config import ReconPeer, Settings
-from attester.openpgp import CertificateError, Rejected, parse_keyring
+from attester.openpgp import CertificateError, ParsedCert, Rejected, parse_keyring
 from attester.recon.metrics import ReconMetrics
 from attester.recon.service import ReconService
 from attester.service.core import Core
@@ -50,18 +51,21 @@ def ingest_recon_keys(core: Core, peer: ReconPeer, keys: list[tuple[str, bytes]]
         return counts
     origin = recon_origin(peer)
     now = core.clock()
+    # ``digest`` is what the peer holds: recorded, so it is not asked for again when our
+    # merge stores the key under another digest. One batch: the new keys are written
+    # together (a recon session recovers up to hundreds at once).
+    batch: list[tuple[ParsedCert, Collection[bytes], str]] = [
+        (cert, vouched_user_ids(cert) if peer.serve_emails else [], digest)
+        for digest, cert in parsed
+    ]
     with core.store.write() as tx:
-        for digest, cert in parsed:
-            vouched = vouched_user_ids(cert) if peer.serve_emails else []
-            try:
-                # ``digest`` is what the peer holds: recorded, so it is not asked for again
-                # when our merge stores the key under another digest.
-                merged = core.ingest.from_peer(tx, cert, origin, vouched, now, digest=digest)
-            except CertificateError as e:
-                # The merged certificate would exceed a limit: keep what is stored.
-                log.info("recon key %s from %s not merged: %s", digest, peer.label, e)
-                counts["rejected"] += 1
-                continue
+        results = core.ingest.from_peer_many(tx, batch, origin, now)
+    for (digest, _), merged in zip(parsed, results, strict=True):
+        if isinstance(merged, CertificateError):
+            # The merged certificate would exceed a limit: keep what is stored.
+            log.info("recon key %s from %s not merged: %s", digest, peer.label, merged)
+            counts["rejected"] += 1
+        else:
             counts[merged.result.value] += 1
     return counts
 
