@@ -248,6 +248,12 @@ class Settings(BaseSettings):
     max_signatures_per_component: int = Field(5000, ge=1)
     max_packet_bytes: int = Field(64 * 1024, ge=1024)
     max_unbound_components: int = Field(10, ge=0, le=1000)
+    # The work of canonicalising one certificate (``openpgp/_work.py``): signatures that
+    # do not verify where they sit are tried against every component.
+    max_signatures: int = Field(10_000, ge=1)
+    max_self_signatures: int = Field(250, ge=1)
+    max_misplaced_signatures: int = Field(100, ge=0)
+    max_component_bytes: int = Field(16 * 1024, ge=1024)
 
     # --- attestation
     verify_token_seconds: int = Field(7 * 24 * 3600, ge=60)
@@ -440,6 +446,10 @@ class Settings(BaseSettings):
             max_signatures_per_component=self.max_signatures_per_component,
             max_packet_bytes=self.max_packet_bytes,
             max_unbound_components=self.max_unbound_components,
+            max_signatures=self.max_signatures,
+            max_self_signatures=self.max_self_signatures,
+            max_misplaced_signatures=self.max_misplaced_signatures,
+            max_component_bytes=self.max_component_bytes,
         )
 
     @property
