@@ -29,6 +29,7 @@ from attester.protocols import fes, flowcrypt, hkp, vks, wkd
 from attester.service.attestation import Attestation
 from attester.service.client_config import ClientConfigurations
 from attester.service.core import Clock, Core, utcnow
+from attester.service.parsing import ParsePool
 from attester.store.db import open_database, upgrade
 from attester.store.errors import DatabaseUnavailable
 from attester.web import pages
@@ -135,6 +136,9 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
         db = open_database(settings.database_url, settings.database_pool_size)
         upgrade(db)
         core = Core(settings, db, clock)
+        parsing = ParsePool(settings.parse_workers, settings.parse_timeout_seconds)
+        await anyio.to_thread.run_sync(parsing.start)
+        core.use_parser(parsing)
         federation = Federation(settings, core)
         core.upstreams = federation.fallback
         async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
@@ -187,6 +191,7 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
                 for task, _ in loops:
                     await task  # no thread of theirs uses the database after this
                 federation.close()
+                await anyio.to_thread.run_sync(parsing.close)
                 db.dispose()
 
     routes = _routes()

@@ -254,6 +254,10 @@ class Settings(BaseSettings):
     max_self_signatures: int = Field(250, ge=1)
     max_misplaced_signatures: int = Field(100, ge=0)
     max_component_bytes: int = Field(16 * 1024, ge=1024)
+    # Uploads and imports are parsed in worker processes (``service/parsing.py``), so a
+    # slow one never holds the GIL of the process that answers lookups.
+    parse_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    parse_timeout_seconds: float = Field(10.0, gt=0, le=600)
 
     # --- attestation
     verify_token_seconds: int = Field(7 * 24 * 3600, ge=60)

@@ -16,6 +16,7 @@ from attester.config import Settings
 from attester.service.errors import BadRequest, NotFound, Unsupported
 from attester.service.ingest import Ingest
 from attester.service.mails import Mails
+from attester.service.parsing import InProcess, Parser
 from attester.service.publication import Publication
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery, Query, TextQuery
 from attester.store.db import Database
@@ -60,6 +61,12 @@ class Core:
         # Set when the app is built (``attester.app``): federation writes through
         # ``ingest``, so it is made after the core.
         self.upstreams = upstreams
+        self.parsing: Parser = InProcess()
+
+    def use_parser(self, parser: Parser) -> None:
+        """Parse uploads and merges with ``parser`` (the app's process pool) from now on."""
+        self.parsing = parser
+        self.ingest.parsing = parser
 
     # ---- lookups
     def lookup(self, query: Query) -> list[StoredCert]:

@@ -1,0 +1,221 @@
+"""Parsing certificates in a pool of worker processes (issue 10 item 7, issue 11).
+
+Sequoia canonicalises holding the GIL, so a slow upload parsed in one of the app's threads
+stalls every lookup of that process. Here parsing runs in other processes: a slow input
+costs one worker, the event loop and the lookup threads keep running, and imports use
+every core (``map_batches``) while the main process writes.
+
+- ``call(fn, *args)``: run one pure function of ``attester.openpgp`` (``parse_certificate``,
+  ``parse_keyring``, ``merge``...) in a worker and wait for it; for the service layer,
+  which runs in threads. At most ``workers`` calls are in the pool at a time, so the
+  ``timeout`` counts from when a worker takes the input: a worker that runs longer is
+  killed with the rest of its pool (``ProcessPoolExecutor`` cannot kill one worker),
+  a fresh pool takes over, and the input is refused (``ParseTimeout``). Calls that were
+  running beside it are run again once on the fresh pool.
+- ``parse(fn, *args)``: the same from async code, without holding a thread.
+- ``map_batches(fn, batches)``: one call per batch, results in input order, with at most
+  ``in_flight`` batches submitted and not yet consumed, so memory stays flat however long
+  the input.
+
+``InProcess`` has the same interface and runs everything in the calling thread (tests and
+tools that need no pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Protocol, TypeVar
+
+from attester.service.errors import BadRequest, Unavailable
+
+T = TypeVar("T")
+B = TypeVar("B")
+
+
+class ParseTimeout(BadRequest):
+    """The input took longer to parse than ``parse_timeout_seconds``."""
+
+    status = 413
+
+
+class Parser(Protocol):
+    def call(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    async def parse(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    def map_batches(
+        self, fn: Callable[[B], T], batches: Iterable[B], in_flight: int = ...
+    ) -> Iterator[T]: ...
+
+
+class InProcess:
+    """Parsing in the calling thread: no isolation, no timeout."""
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(*args)
+
+    async def parse(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(*args)
+
+    def map_batches(
+        self, fn: Callable[[B], T], batches: Iterable[B], in_flight: int = 0
+    ) -> Iterator[T]:
+        for batch in batches:
+            yield fn(batch)
+
+
+def _warm() -> int:
+    # Imported once per worker before the first input, so the first upload does not pay
+    # for loading pysequoia.
+    import attester.openpgp  # noqa: F401
+
+    return os.getpid()
+
+
+class ParsePool:
+    def __init__(self, workers: int | None = None, timeout: float = 10.0) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.workers)
+        self._executor: ProcessPoolExecutor | None = None
+        self._closed = False
+
+    # ---- lifecycle
+    def _new_executor(self) -> ProcessPoolExecutor:
+        # forkserver: workers start from a clean process that imported only the OpenPGP
+        # core, never a copy of the app's threads, sockets or database connections.
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["attester.openpgp"])
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+
+    def start(self) -> ParsePool:
+        """Start the workers (and wait until each has loaded the OpenPGP core)."""
+        ex = self._current()
+        for f in [ex.submit(_warm) for _ in range(self.workers)]:
+            f.result()
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            ex, self._executor = self._executor, None
+        if ex is not None:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ParsePool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _current(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise Unavailable("The server is shutting down; try again shortly.")
+            if self._executor is None:
+                self._executor = self._new_executor()
+            return self._executor
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """Kill ``broken``'s workers (one of them is stuck) and start a fresh pool, unless
+        another caller did so already."""
+        with self._lock:
+            if self._executor is broken and not self._closed:
+                self._executor = self._new_executor()
+        processes = list((getattr(broken, "_processes", None) or {}).values())
+        for p in processes:
+            if p.is_alive():
+                p.kill()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    # ---- one input
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._slots:
+            for attempt in (1, 2):
+                ex = self._current()
+                try:
+                    future = ex.submit(fn, *args)
+                    return future.result(timeout=self.timeout)
+                except FutureTimeout:
+                    self._replace(ex)
+                    raise ParseTimeout(
+                        f"The key took longer than {self.timeout:g} seconds to read and was "
+                        "refused; it is too large or too complex for this server."
+                    ) from None
+                except BrokenProcessPool:
+                    # Killed beside a timed-out input, or this input crashed its worker:
+                    # try once more on a fresh pool.
+                    self._replace(ex)
+                    if attempt == 2:
+                        raise BadRequest(
+                            "The key could not be read: parsing it stopped its worker."
+                        ) from None
+        raise AssertionError("unreachable")
+
+    async def parse(self, fn: Callable[..., T], *args: Any) -> T:
+        # The wait happens in a thread of its own, not in the app's thread pool, so
+        # uploads waiting for a worker never hold a thread that lookups need.
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+
+        def run() -> None:
+            try:
+                result = self.call(fn, *args)
+            except BaseException as e:  # handed to the waiting coroutine
+                loop.call_soon_threadsafe(_settle, done, None, e)
+            else:
+                loop.call_soon_threadsafe(_settle, done, result, None)
+
+        threading.Thread(target=run, name="attester-parse", daemon=True).start()
+        return await done
+
+    # ---- batches (imports)
+    def map_batches(
+        self, fn: Callable[[B], T], batches: Iterable[B], in_flight: int = 0
+    ) -> Iterator[T]:
+        """``fn(batch)`` for each batch in a worker, yielded in input order; at most
+        ``in_flight`` (default twice the workers) batches are submitted ahead of the one
+        the caller is consuming. No timeout: imports are the operator's own input, and a
+        batch that breaks the pool is run again once."""
+        limit = in_flight or 2 * self.workers
+        pending: deque[tuple[B, Future[T]]] = deque()
+        it = iter(batches)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < limit:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending.append((batch, self._current().submit(fn, batch)))
+            if not pending:
+                return
+            batch, future = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                ex = self._current()
+                self._replace(ex)
+                result = self._current().submit(fn, batch).result()
+                # Everything submitted to the broken pool goes again, in order.
+                pending = deque((b, self._current().submit(fn, b)) for b, _ in pending)
+            yield result
+
+
+def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if done.cancelled():
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
