@@ -324,3 +324,14 @@ def flooded_with_self_signatures(
             packets.append((2, junk_self_signature(pk, k)))
             k += 1
     return pk, packets
+
+
+def worst_accepted(uids: int = 44, uid_bytes: int = 16_000) -> tuple[Key, list[tuple[int, bytes]]]:
+    """A valid certificate at the default work bounds (``openpgp/_work.py``): the largest
+    user IDs, 250 signatures naming the primary key (all but one per user ID junk) and 100
+    third-party certifications that fit no component, each of which Sequoia tries against
+    every component. The defaults: 44 user IDs keep it under 1 MiB once armored."""
+    pk, packets = flooded_with_self_signatures(uids, uid_bytes, 250 - uids)
+    witness = Key("ed25519")
+    packets += [(2, junk_self_signature(witness, 100_000 + i, 0x10)) for i in range(100)]
+    return pk, packets

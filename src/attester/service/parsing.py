@@ -13,7 +13,7 @@ every core (``map_batches``) while the main process writes.
   a fresh pool takes over, and the input is refused (``ParseTimeout``). Calls that were
   running beside it are run again once on the fresh pool.
 - ``parse(fn, *args)``: the same from async code, without holding a thread.
-- ``map_batches(fn, batches)``: one call per batch, results in input order, with at most
+- ``map_batches(fn, batches)``: one call per batch, ``(batch, result)`` in input order, with at most
   ``in_flight`` batches submitted and not yet consumed, so memory stays flat however long
   the input.
 
@@ -28,16 +28,18 @@ import multiprocessing
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
+from attester.openpgp import CertificateError, Limits, ParsedCert, Rejected, parse_keyring
 from attester.service.errors import BadRequest, Unavailable
 
 T = TypeVar("T")
 B = TypeVar("B")
+M = TypeVar("M")
 
 
 class ParseTimeout(BadRequest):
@@ -52,8 +54,8 @@ class Parser(Protocol):
     async def parse(self, fn: Callable[..., T], *args: Any) -> T: ...
 
     def map_batches(
-        self, fn: Callable[[B], T], batches: Iterable[B], in_flight: int = ...
-    ) -> Iterator[T]: ...
+        self, fn: Callable[[B], T], batches: Iterable[tuple[M, B]], in_flight: int = ...
+    ) -> Iterator[tuple[M, T]]: ...
 
 
 class InProcess:
@@ -66,10 +68,24 @@ class InProcess:
         return fn(*args)
 
     def map_batches(
-        self, fn: Callable[[B], T], batches: Iterable[B], in_flight: int = 0
-    ) -> Iterator[T]:
-        for batch in batches:
-            yield fn(batch)
+        self, fn: Callable[[B], T], batches: Iterable[tuple[M, B]], in_flight: int = 0
+    ) -> Iterator[tuple[M, T]]:
+        for meta, batch in batches:
+            yield meta, fn(batch)
+
+
+def parse_each(
+    blobs: Sequence[bytes], limits: Limits
+) -> list[list[ParsedCert | Rejected] | CertificateError]:
+    """``parse_keyring`` of each blob (one certificate of a dump each, usually), or the
+    error that refused it whole: one batch of an import, run in a worker."""
+    out: list[list[ParsedCert | Rejected] | CertificateError] = []
+    for blob in blobs:
+        try:
+            out.append(parse_keyring(blob, limits))
+        except CertificateError as e:
+            out.append(e)
+    return out
 
 
 def _warm() -> int:
@@ -180,36 +196,36 @@ class ParsePool:
 
     # ---- batches (imports)
     def map_batches(
-        self, fn: Callable[[B], T], batches: Iterable[B], in_flight: int = 0
-    ) -> Iterator[T]:
-        """``fn(batch)`` for each batch in a worker, yielded in input order; at most
-        ``in_flight`` (default twice the workers) batches are submitted ahead of the one
-        the caller is consuming. No timeout: imports are the operator's own input, and a
-        batch that breaks the pool is run again once."""
+        self, fn: Callable[[B], T], batches: Iterable[tuple[M, B]], in_flight: int = 0
+    ) -> Iterator[tuple[M, T]]:
+        """For each ``(meta, batch)``, ``(meta, fn(batch))`` in input order: ``fn`` runs in
+        a worker and only ``batch`` travels there. At most ``in_flight`` (default twice the
+        workers) batches are submitted ahead of the one the caller is consuming. No
+        timeout: imports are the operator's own input; a batch that breaks the pool is run
+        again once."""
         limit = in_flight or 2 * self.workers
-        pending: deque[tuple[B, Future[T]]] = deque()
+        pending: deque[tuple[M, B, Future[T]]] = deque()
         it = iter(batches)
         exhausted = False
         while True:
             while not exhausted and len(pending) < limit:
                 try:
-                    batch = next(it)
+                    meta, batch = next(it)
                 except StopIteration:
                     exhausted = True
                     break
-                pending.append((batch, self._current().submit(fn, batch)))
+                pending.append((meta, batch, self._current().submit(fn, batch)))
             if not pending:
                 return
-            batch, future = pending.popleft()
+            meta, batch, future = pending.popleft()
             try:
                 result = future.result()
             except BrokenProcessPool:
-                ex = self._current()
-                self._replace(ex)
+                self._replace(self._current())
                 result = self._current().submit(fn, batch).result()
                 # Everything submitted to the broken pool goes again, in order.
-                pending = deque((b, self._current().submit(fn, b)) for b, _ in pending)
-            yield result
+                pending = deque((m, b, self._current().submit(fn, b)) for m, b, _ in pending)
+            yield meta, result
 
 
 def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
