@@ -217,6 +217,9 @@ class Settings(BaseSettings):
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     # Blocking work (database, OpenPGP parsing) runs in at most this many threads.
     threads: int = Field(40, ge=1, le=1000)
+    # Text search (HKP ``search=`` words, the web search box): the longest word must have
+    # at least this many characters.
+    search_min_chars: int = Field(3, ge=1, le=64)
     # Front end (attester serve): a request must arrive whole within this time; headers
     # are bounded; connections beyond max_connections get 503; idle keep-alive closes.
     request_timeout_seconds: float = Field(30.0, gt=0, le=300)
@@ -281,6 +284,12 @@ class Settings(BaseSettings):
     hkp_text_search: bool = True
     hkp_add_sends_mail: bool = True
     search_result_limit: int = Field(100, ge=1, le=10000)
+    # Per client address (``service/client_limits.py``): "N/second|minute|hour|day",
+    # as the ``limits`` library parses them; counters in memory or shared in Redis.
+    rate_limit_storage_url: str = "memory://"
+    rate_limit_key_prefix: str = "attester"
+    rate_limit_mail_requests: str = "10/minute"
+    rate_limit_text_search: str = "30/minute"
     # Bytes of armor one key answer (HKP op=get, VKS) carries; a text search past it is
     # refused, other lookups serve what fits.
     max_answer_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
@@ -430,6 +439,24 @@ class Settings(BaseSettings):
         v = v.strip().lower()
         if not re.fullmatch(r"#[0-9a-f]{6}|#[0-9a-f]{3}", v):
             raise ValueError("must be a hex colour such as #0a5ad4")
+        return v
+
+    @field_validator("rate_limit_mail_requests", "rate_limit_text_search")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        from limits import parse
+
+        try:
+            parse(v)
+        except ValueError as e:
+            raise ValueError(f"{v!r} is no rate such as '10/minute' or '100 per hour'") from e
+        return v
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _rate_storage(cls, v: str) -> str:
+        if not re.match(r"(memory|redis|rediss|redis\+sentinel|redis\+cluster)://", v):
+            raise ValueError("rate_limit_storage_url must be memory:// or a redis:// URL")
         return v
 
     @field_validator("web_footer_links")

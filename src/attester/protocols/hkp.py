@@ -28,7 +28,7 @@ from starlette.routing import Route
 from attester import __version__
 from attester.http.body import read_body
 from attester.http.render import page
-from attester.http.state import wake_mailer
+from attester.http.state import client_address, limit_mail_requests, wake_mailer
 from attester.protocols._http import one_block, origin_headers, within_answer_limit
 from attester.service.attestation import Attestation
 from attester.service.core import Core
@@ -98,10 +98,10 @@ def _lookup_params(request: Request) -> _Lookup:
 
 
 def _find(
-    core: Core, query: Query, exact: bool, with_uids: bool
+    core: Core, query: Query, exact: bool, with_uids: bool, client: str
 ) -> tuple[list[StoredCert], dict[int, list[StoredUserID]]]:
     """The certificates a search finds and, when asked, their published user IDs."""
-    found = core.search(query)
+    found = core.search(query, client)
     exact_text = exact and isinstance(query, TextQuery)
     uids = core.published_user_ids(found) if with_uids or exact_text else {}
     if exact and isinstance(query, TextQuery):
@@ -127,7 +127,9 @@ async def lookup(request: Request) -> Response:
         if not p.search.strip():
             raise InvalidQuery("The search parameter is missing.")
         query = parse_query(p.search, allow_text=True)
-        found, uids = await run_in_threadpool(_find, core, query, p.exact, p.op != "get")
+        found, uids = await run_in_threadpool(
+            _find, core, query, p.exact, p.op != "get", client_address(request)
+        )
     except ServiceError as e:
         return error_response(e.status, e.message, e.headers)
     if p.op == "get":
@@ -308,6 +310,7 @@ async def add(request: Request) -> Response:
     service: Attestation = request.app.state.attestation
     sends_mail: bool = request.app.state.settings.hkp_add_sends_mail
     try:
+        await limit_mail_requests(request)
         keytext = _keytext(request.headers.get("content-type", ""), await read_body(request))
         upload = await run_in_threadpool(
             lambda: service.submit.keyring(keytext, "hkp", request_verify=sends_mail)

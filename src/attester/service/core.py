@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from attester.config import Settings
+from attester.service.client_limits import ClientLimits
 from attester.service.errors import BadRequest, NotFound, Unsupported
 from attester.service.ingest import Ingest
 from attester.service.mails import Mails
@@ -62,6 +63,12 @@ class Core:
         # ``ingest``, so it is made after the core.
         self.upstreams = upstreams
         self.parsing: Parser = InProcess()
+        self.client_limits = ClientLimits(
+            settings.rate_limit_storage_url,
+            settings.rate_limit_mail_requests,
+            settings.rate_limit_text_search,
+            settings.rate_limit_key_prefix,
+        )
 
     def use_parser(self, parser: Parser) -> None:
         """Parse uploads and merges with ``parser`` (the app's process pool) from now on."""
@@ -120,16 +127,24 @@ class Core:
         ]
         return local, peers
 
-    def search(self, query: Query) -> list[StoredCert]:
+    def search(self, query: Query, client: str | None = None) -> list[StoredCert]:
         """Like ``lookup``, and free text too (HKP, the web search box): every word must
-        occur in a published user ID."""
+        occur in a published user ID. A text search is counted against ``client`` (the
+        address it came from; ``RateLimited`` beyond ``rate_limit_text_search``)."""
         if not isinstance(query, TextQuery):
             return self.lookup(query)
         if not self.settings.hkp_text_search:
             raise Unsupported("Text search is switched off on this server.")
         words = [w for w in query.words if w]
-        if not words or all(len(w) < 2 for w in words):
-            raise BadRequest("The search text is too short.")
+        # Short words would let anyone page through every published address.
+        shortest = self.settings.search_min_chars
+        if not words or all(len(w) < shortest for w in words):
+            raise BadRequest(
+                f"The search text is too short: search for a word of at least {shortest} "
+                "characters."
+            )
+        if client is not None:
+            self.client_limits.search(client)
         found = self.store.search_text(words, self.settings.search_result_limit)
         if not found:
             raise NotFound("No published key matches the search text")
