@@ -88,6 +88,26 @@ def parse_each(
     return out
 
 
+def _watch_owner() -> None:
+    """Worker initializer: exit when the process that started the pool is gone, killed
+    with SIGKILL, say. ``ProcessPoolExecutor`` workers otherwise wait for work forever,
+    orphaned: each holds both ends of its call queue and the write end of the
+    forkserver's liveness pipe (so the forkserver stays too), and the dead process's
+    output pipes with them. ``parent_process()`` is the pool's owner (the forkserver only
+    forked us), and its sentinel is a pipe that closes when the owner dies, even while it
+    is a zombie nobody reaped yet."""
+    owner = multiprocessing.parent_process()
+    if owner is None:
+        return
+
+    def watch() -> None:
+        assert owner is not None
+        owner.join()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="attester-owner-watch", daemon=True).start()
+
+
 def _warm() -> int:
     # Imported once per worker before the first input, so the first upload does not pay
     # for loading pysequoia.
@@ -111,7 +131,11 @@ class ParsePool:
         # core, never a copy of the app's threads, sockets or database connections.
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["attester.openpgp"])
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=ctx,
+            initializer=_watch_owner,
+        )
 
     def start(self) -> ParsePool:
         """Start the workers (and wait until each has loaded the OpenPGP core)."""
