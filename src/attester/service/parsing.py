@@ -88,8 +88,20 @@ def parse_each(
     return out
 
 
+# Workers yield the CPU to the process answering lookups when cores are short: a parse
+# may take a while longer, a lookup may not.
+WORKER_NICENESS = 10
+
+
+def _init_worker() -> None:
+    """Worker initializer: lower priority (``WORKER_NICENESS``), and exit when the process
+    that started the pool is gone."""
+    os.nice(WORKER_NICENESS)
+    _watch_owner()
+
+
 def _watch_owner() -> None:
-    """Worker initializer: exit when the process that started the pool is gone, killed
+    """Exit when the process that started the pool is gone, killed
     with SIGKILL, say. ``ProcessPoolExecutor`` workers otherwise wait for work forever,
     orphaned: each holds both ends of its call queue and the write end of the
     forkserver's liveness pipe (so the forkserver stays too), and the dead process's
@@ -134,7 +146,7 @@ class ParsePool:
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=ctx,
-            initializer=_watch_owner,
+            initializer=_init_worker,
         )
 
     def start(self) -> ParsePool:
@@ -168,14 +180,19 @@ class ParsePool:
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         """Kill ``broken``'s workers (one of them is stuck) and start a fresh pool, unless
         another caller did so already."""
+        fresh = None
         with self._lock:
             if self._executor is broken and not self._closed:
-                self._executor = self._new_executor()
+                self._executor = fresh = self._new_executor()
         processes = list((getattr(broken, "_processes", None) or {}).values())
         for p in processes:
             if p.is_alive():
                 p.kill()
         broken.shutdown(wait=False, cancel_futures=True)
+        if fresh is not None:
+            # Workers start now, not inside the next caller's timeout.
+            for f in [fresh.submit(_warm) for _ in range(self.workers)]:
+                f.result()
 
     # ---- one input
     def call(self, fn: Callable[..., T], *args: Any) -> T:
