@@ -89,8 +89,15 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
+    # Per-client rate limits out of the way (every test request comes from 127.0.0.1);
+    # tests/service/test_client_limits.py sets its own.
     return load_settings(
-        None, database_url=database_url, mail_url=f"file:{tmp_path / 'outbox'}", port=0
+        None,
+        database_url=database_url,
+        mail_url=f"file:{tmp_path / 'outbox'}",
+        port=0,
+        rate_limit_mail_requests="100000/minute",
+        rate_limit_text_search="100000/minute",
     )
 
 

@@ -37,6 +37,7 @@ from attester.service.client_config import ClientConfigurations
 from attester.service.core import Clock, Core, utcnow
 from attester.service.errors import ServiceError
 from attester.service.operator import Administration
+from attester.service.parsing import ParsePool
 from attester.service.policy import Audience, Policy, PolicyInvalid
 from attester.store.audit import Actor, ActorKind
 from attester.store.db import open_database, upgrade
@@ -227,6 +228,9 @@ def create_app(
         core = Core(settings, db, clock)
         if reload is not None:
             core.policy.source = _policy_source(reload)
+        parsing = ParsePool(settings.parse_workers, settings.parse_timeout_seconds)
+        await anyio.to_thread.run_sync(parsing.start)
+        core.use_parser(parsing)
         federation = Federation(settings, core)
         core.upstreams = federation.fallback
         async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
@@ -291,6 +295,7 @@ def create_app(
                 for task, _ in loops:
                     await task  # no thread of theirs uses the database after this
                 await federation.aclose()
+                await anyio.to_thread.run_sync(parsing.close)
                 app.state.answer_cache = None
                 db.dispose()
 

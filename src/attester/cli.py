@@ -210,6 +210,7 @@ def import_(
     from attester.federation import DumpImporter, DumpSummary, DumpUnreadable
     from attester.service.core import Core
     from attester.service.errors import ServiceError
+    from attester.service.parsing import ParsePool
     from attester.store.audit import Actor, ActorKind
     from attester.store.db import open_database, upgrade
 
@@ -225,8 +226,12 @@ def import_(
     settings = _settings(config)
     db = open_database(settings.database_url)
     upgrade(db)
+    core = Core(settings, db)
+    # Parsing on every core (``parse_workers``) while this process writes.
+    pool = ParsePool(settings.parse_workers, settings.parse_timeout_seconds).start()
+    core.use_parser(pool)
     importer = DumpImporter(
-        Core(settings, db),
+        core,
         mirror=mirror,
         attest_emails=attest_emails,
         domains=domain,
@@ -280,6 +285,7 @@ def import_(
             finally:
                 if f is not sys.stdin.buffer:
                     f.close()
+    pool.close()
     db.dispose()
     table = Table(title="Import summary")
     table.add_column("result")

@@ -220,6 +220,9 @@ class Settings(BaseSettings):
     workers: int = Field(0, ge=0, le=256)
     # Blocking work (database, OpenPGP parsing) runs in at most this many threads.
     threads: int = Field(40, ge=1, le=1000)
+    # Text search (HKP ``search=`` words, the web search box): the longest word must have
+    # at least this many characters.
+    search_min_chars: int = Field(3, ge=1, le=64)
     # Front end (attester serve): a request must arrive whole within this time; headers
     # are bounded; connections beyond max_connections get 503; idle keep-alive closes.
     request_timeout_seconds: float = Field(30.0, gt=0, le=300)
@@ -255,6 +258,16 @@ class Settings(BaseSettings):
     max_signatures_per_component: int = Field(5000, ge=1)
     max_packet_bytes: int = Field(64 * 1024, ge=1024)
     max_unbound_components: int = Field(10, ge=0, le=1000)
+    # The work of canonicalising one certificate (``openpgp/_work.py``): signatures that
+    # do not verify where they sit are tried against every component.
+    max_signatures: int = Field(10_000, ge=1)
+    max_self_signatures: int = Field(250, ge=1)
+    max_misplaced_signatures: int = Field(100, ge=0)
+    max_component_bytes: int = Field(16 * 1024, ge=1024)
+    # Uploads and imports are parsed in worker processes (``service/parsing.py``), so a
+    # slow one never holds the GIL of the process that answers lookups.
+    parse_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    parse_timeout_seconds: float = Field(10.0, gt=0, le=600)
 
     # --- attestation
     verify_token_seconds: int = Field(7 * 24 * 3600, ge=60)
@@ -278,6 +291,12 @@ class Settings(BaseSettings):
     hkp_text_search: bool = True
     hkp_add_sends_mail: bool = True
     search_result_limit: int = Field(100, ge=1, le=10000)
+    # Per client address (``service/client_limits.py``): "N/second|minute|hour|day",
+    # as the ``limits`` library parses them; counters in memory or shared in Redis.
+    rate_limit_storage_url: str = "memory://"
+    rate_limit_key_prefix: str = "attester"
+    rate_limit_mail_requests: str = "10/minute"
+    rate_limit_text_search: str = "30/minute"
     # Bytes of armor one key answer (HKP op=get, VKS) carries; a text search past it is
     # refused, other lookups serve what fits.
     max_answer_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
@@ -451,6 +470,24 @@ class Settings(BaseSettings):
             raise ValueError("must be a hex colour such as #0a5ad4")
         return v
 
+    @field_validator("rate_limit_mail_requests", "rate_limit_text_search")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        from limits import parse
+
+        try:
+            parse(v)
+        except ValueError as e:
+            raise ValueError(f"{v!r} is no rate such as '10/minute' or '100 per hour'") from e
+        return v
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _rate_storage(cls, v: str) -> str:
+        if not re.match(r"(memory|redis|rediss|redis\+sentinel|redis\+cluster)://", v):
+            raise ValueError("rate_limit_storage_url must be memory:// or a redis:// URL")
+        return v
+
     @field_validator("web_footer_links")
     @classmethod
     def _footer_links(cls, v: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
@@ -469,6 +506,10 @@ class Settings(BaseSettings):
             max_signatures_per_component=self.max_signatures_per_component,
             max_packet_bytes=self.max_packet_bytes,
             max_unbound_components=self.max_unbound_components,
+            max_signatures=self.max_signatures,
+            max_self_signatures=self.max_self_signatures,
+            max_misplaced_signatures=self.max_misplaced_signatures,
+            max_component_bytes=self.max_component_bytes,
         )
 
     def make_policy(self) -> Policy:

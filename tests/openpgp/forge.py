@@ -286,3 +286,52 @@ def simple_cert(
         packets += [(14, enc.body), (2, bind(pk, enc, flags=0x0C))]
         packets += [(14, sig.body), (2, bind(pk, sig, flags=0x02))]
     return pk, packets
+
+
+def junk_self_signature(primary: Key, n: int, sig_type: int = 0x13) -> bytes:
+    """A small signature body that names ``primary`` as its issuer but verifies for nothing
+    (its values are junk): the kind Sequoia tries against every component of a certificate
+    before it gives up on it. ``n`` makes each one distinct (its creation time)."""
+    hashed = subpacket(CREATED, struct.pack(">I", NOW - n))
+    unhashed = subpacket(ISSUER, primary.key_id)
+    return (
+        bytes((4, sig_type, primary.algorithm, 8))
+        + struct.pack(">H", len(hashed))
+        + hashed
+        + struct.pack(">H", len(unhashed))
+        + unhashed
+        + struct.pack(">H", n & 0xFFFF)
+        + mpi(1)
+        + mpi(1)
+    )
+
+
+def flooded_with_self_signatures(
+    uids: int = 50, uid_bytes: int = 6 * 1024, junk: int = 12_000, primary: Key | None = None
+) -> tuple[Key, list[tuple[int, bytes]]]:
+    """The certificate of issue 10 item 7: ``uids`` user IDs of ``uid_bytes`` each, each
+    validly bound, and ``junk`` junk signatures naming the primary key as issuer, spread
+    over the user IDs."""
+    pk = primary or Key("ed25519")
+    packets: list[tuple[int, bytes]] = [(6, pk.body)]
+    per_uid, extra = divmod(junk, uids)
+    k = 0
+    for i in range(uids):
+        head = f"User {i} <u{i}@example.org> ".encode()
+        uid = head + b"x" * (uid_bytes - len(head))
+        packets += [(13, uid), (2, certify(pk, pk, uid))]
+        for _ in range(per_uid + (1 if i < extra else 0)):
+            packets.append((2, junk_self_signature(pk, k)))
+            k += 1
+    return pk, packets
+
+
+def worst_accepted(uids: int = 44, uid_bytes: int = 16_000) -> tuple[Key, list[tuple[int, bytes]]]:
+    """A valid certificate at the default work bounds (``openpgp/_work.py``): the largest
+    user IDs, 250 signatures naming the primary key (all but one per user ID junk) and 100
+    third-party certifications that fit no component, each of which Sequoia tries against
+    every component. The defaults: 44 user IDs keep it under 1 MiB once armored."""
+    pk, packets = flooded_with_self_signatures(uids, uid_bytes, 250 - uids)
+    witness = Key("ed25519")
+    packets += [(2, junk_self_signature(witness, 100_000 + i, 0x10)) for i in range(100)]
+    return pk, packets

@@ -141,3 +141,56 @@ def test_a_certificate_sequoia_refuses_is_rejected_alone() -> None:
     results = parse_keyring(f.join(good) + v3)
     assert isinstance(results[0], ParsedCert)
     assert isinstance(results[1], Rejected) and results[1].fingerprint is None
+
+
+def test_junk_self_signatures_bound_the_work_before_sequoia() -> None:
+    """Issue 10 item 7: 50 user IDs of 6 KB and 12,000 junk signatures naming the primary
+    key took seconds of CPU in Sequoia; now refused by count before any verification."""
+    import time
+
+    key, packets = f.flooded_with_self_signatures(50, 6 * 1024, 12_000)
+    data = f.join(packets)
+    start = time.process_time()
+    with pytest.raises(LimitExceeded, match="more than 250 signatures naming its primary key"):
+        parse_certificate(data)
+    # Refused by counting, before canonicalisation (which took 2.7 s of CPU on this input).
+    assert time.process_time() - start < 0.5
+    (bad,) = parse_keyring(data)
+    assert isinstance(bad, Rejected) and bad.fingerprint is not None
+    assert bad.fingerprint.hex == key.fpr_hex
+
+
+def test_self_signature_limit() -> None:
+    key, packets = f.flooded_with_self_signatures(2, 100, 10)
+    _check(packets, key, Limits(max_self_signatures=11), "more than 11 signatures naming")
+    parsed = parse_certificate(f.join(packets), Limits(max_self_signatures=12))
+    assert len(parsed.user_ids) == 2
+
+
+def test_misplaced_third_party_signatures_limit() -> None:
+    """Certifications whose hash prefix fits their user ID are counted only in the total;
+    ones that fit nothing are tried against every component and have their own bound."""
+    alice, packets = f.simple_cert(ALICE, subkeys=False)
+    witness = f.Key("ed25519")
+    material = f.key_material(alice.body) + f.uid_material(ALICE)
+    fitting = [
+        (2, f.with_prefix_for(f.junk_self_signature(witness, i, 0x10), material)) for i in range(20)
+    ]
+    misplaced = [(2, f.junk_self_signature(witness, 100 + i, 0x10)) for i in range(5)]
+    assert isinstance(
+        parse_certificate(f.join(packets + fitting), Limits(max_misplaced_signatures=0)),
+        ParsedCert,
+    )
+    _check(
+        packets + fitting + misplaced,
+        alice,
+        Limits(max_misplaced_signatures=4),
+        "more than 4 third-party signatures that do not fit",
+    )
+    _check(packets + fitting, alice, Limits(max_signatures=20), "more than 20 signatures")
+
+
+def test_component_bytes_limit() -> None:
+    big = b"Alice <alice@example.org> " + b"x" * 3000
+    key, packets = f.simple_cert(big, subkeys=False)
+    _check(packets, key, Limits(max_component_bytes=3000), "a user ID of 3026 bytes exceeds")

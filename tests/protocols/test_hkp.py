@@ -226,6 +226,21 @@ def test_text_search_only_over_published_user_ids(server: LiveServer, alice: Tes
     assert _lookup(server, op="get", search="hidden.example").status_code == 404
 
 
+def test_text_search_minimum_length_is_a_setting(
+    settings: Settings, attestation: Attestation, alice: TestKey
+) -> None:
+    """Issue 10 item 21: two-character words let anyone page through every published
+    address; the minimum is ``search_min_chars`` (3)."""
+    with LiveServer.start(settings) as live:
+        r = _lookup(live, op="index", search="al", options="mr")
+        assert r.status_code == 400 and "at least 3 characters" in r.text
+        assert _lookup(live, op="index", search="ali", options="mr").status_code == 200
+    with LiveServer.start(settings.model_copy(update={"search_min_chars": 2})) as live:
+        assert _lookup(live, op="index", search="al", options="mr").status_code == 200
+    with LiveServer.start(settings.model_copy(update={"search_min_chars": 6})) as live:
+        assert _lookup(live, op="index", search="alice", options="mr").status_code == 400
+
+
 def test_exact(server: LiveServer, alice: TestKey) -> None:
     whole = "Alice  example <alice@example.org>"
     r = _lookup(server, op="index", search=whole, options="mr", exact="on")
@@ -328,6 +343,7 @@ def test_human_readable_index_escapes_markup(server: LiveServer, attestation: At
         ({"search": "alice@example.org"}, 400, "op"),
         ({"op": "x-frobnicate", "search": "alice@example.org"}, 501, "not supported"),
         ({"op": "get", "search": "a"}, 400, "too short"),
+        ({"op": "index", "search": "al ex", "options": "mr"}, 400, "at least 3 characters"),
         ({"op": "get", "search": "0x" + "AB" * 20}, 404, "No key"),
         ({"op": "get", "search": "0x" + "AB" * 32}, 404, "No key"),
         ({"op": "get", "search": "0x" + "AB" * 8}, 404, "No key"),

@@ -105,7 +105,8 @@ def test_a_revoked_key(live: LiveServer, attestation: Attestation) -> None:
         ("   ", "Enter an email address, a fingerprint or a key ID."),
         ("0x1234ABCD", "Short (8 hex digit) key ids are refused because they collide"),
         ("0x123", "A key is looked up by its 16-digit key id"),
-        ("a", "The search text is too short."),
+        ("a", "The search text is too short"),
+        ("al ex", "search for a word of at least 3 characters"),
     ],
 )
 def test_bad_searches_are_explained_next_to_the_field(

@@ -197,3 +197,9 @@ def serve_asset(request: Request) -> Response:
     if request.headers.get("if-none-match") == found.etag:
         return Response(status_code=304, headers=headers)
     return Response(found.body, media_type=found.media_type, headers=headers)
+
+
+def with_headers(response: HTMLResponse, headers: dict[str, str]) -> HTMLResponse:
+    """``response`` carrying ``headers`` too (a 429 page's ``Retry-After``)."""
+    response.headers.update(headers)
+    return response

@@ -7,7 +7,8 @@ Every entry point works the same way:
 2. Split it into certificates at each primary key; drop packets that are no part of a
    transferable public key (trust, marker, padding, private and unknown tags), so the only
    unknown packet Sequoia ever sees is our delimiter (see ``_sequoia``).
-3. Check each certificate against ``Limits`` before any cryptography runs.
+3. Check each certificate against ``Limits`` before any cryptography runs, including the
+   work canonicalising it would take (``_work``).
 4. Canonicalise with Sequoia and walk the components (``_walk``).
 """
 
@@ -35,6 +36,7 @@ from attester.openpgp._sequoia import armor as _armor
 from attester.openpgp._served import served_form
 from attester.openpgp._validity import evaluate
 from attester.openpgp._walk import walk
+from attester.openpgp._work import check_work
 from attester.openpgp.digest import _digest_packets
 from attester.openpgp.errors import (
     CertificateError,
@@ -157,6 +159,7 @@ def _parse_one(
     would count every component twice)."""
     if not checked:
         _check_limits(packets, limits)
+        check_work(packets, limits)
     w = walk(packets)
     stored, trimmed, unbound = w.stored_packets(
         limits.max_signatures_per_component, limits.max_input_bytes, limits.max_unbound_components
@@ -250,7 +253,11 @@ def merge(stored: bytes, incoming: bytes, limits: Limits = Limits()) -> ParsedCe
         )
     # The upload on its own must respect the limits; the merged result is checked again
     # (after canonicalisation: stored + upload side by side count every component twice).
+    # Only the upload's work is bounded: the stored part is canonical already (its
+    # signatures sit where they verify), and counting it would let anybody who floods a
+    # certificate with certifications up to a bound lock its owner out of updates.
     _check_limits(new_packets, limits)
+    check_work(new_packets, limits)
     return _parse_one(_combine([old_packets, new_packets]), limits, foreign, checked=True)
 
 

@@ -15,7 +15,7 @@ from attester.federation.relay import armored
 from attester.http.access import audience_of, presented_token
 from attester.http.body import read_body, read_json
 from attester.http.cache import reusable, reusable_miss
-from attester.http.state import wake_mailer
+from attester.http.state import limit_mail_requests, wake_mailer
 from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
 from attester.openpgp.types import Email, KeyID
 from attester.protocols._http import origin_headers, path_term, within_answer_limit
@@ -78,6 +78,7 @@ async def post_pub(request: Request) -> Response:
     service: Attestation = request.app.state.attestation
     try:
         email = _email(request.path_params["term"])
+        await limit_mail_requests(request)
         data = await read_body(request)
         if not data.strip():
             raise BadRequest("The body is empty: send the armored public key.")
@@ -136,6 +137,7 @@ async def welcome(request: Request) -> Response:
     try:
         data = await read_json(request, "email", "pubkey")
         email = _email(data["email"])
+        await limit_mail_requests(request)
         sent = await service.welcome.send_proven(
             request.headers.get("authorization"), email, data["pubkey"].encode()
         )
@@ -150,6 +152,7 @@ async def legacy_submit(request: Request) -> Response:
     try:
         data = await read_json(request, "email", "pubkey")
         email = _email(data["email"])
+        await limit_mail_requests(request)
         outcome = await run_in_threadpool(
             service.submit.for_address, email, data["pubkey"].encode()
         )

@@ -30,7 +30,7 @@ from attester.http.access import audience_of
 from attester.http.body import read_body
 from attester.http.cache import reusable, reusable_miss
 from attester.http.render import page
-from attester.http.state import wake_mailer
+from attester.http.state import client_address, limit_mail_requests, wake_mailer
 from attester.protocols._http import one_block, origin_headers, within_answer_limit
 from attester.service.attestation import Attestation
 from attester.service.core import Core
@@ -101,10 +101,10 @@ def _lookup_params(request: Request) -> _Lookup:
 
 
 async def _find(
-    core: Core, query: Query, exact: bool, with_uids: bool, audience: Audience
+    core: Core, query: Query, exact: bool, with_uids: bool, audience: Audience, client: str
 ) -> tuple[list[StoredCert], dict[int, list[StoredUserID]]]:
     """The certificates a search finds and, when asked, their published user IDs."""
-    found = await core.search(query, audience)
+    found = await core.search(query, audience, client)
     exact_text = exact and isinstance(query, TextQuery)
     uids = (
         await run_in_threadpool(core.published_user_ids, found) if with_uids or exact_text else {}
@@ -138,7 +138,9 @@ async def lookup(request: Request) -> Response:
         # audience and the stored keys; text searches are rate-limited per client and
         # never kept.
         kept = not isinstance(query, TextQuery) and (p.op == "get" or p.machine or p.json)
-        found, uids = await _find(core, query, p.exact, p.op != "get", audience)
+        found, uids = await _find(
+            core, query, p.exact, p.op != "get", audience, client_address(request)
+        )
     except ServiceError as e:
         if isinstance(e, NotFound) and kept:
             reusable_miss(request)
@@ -323,6 +325,7 @@ async def add(request: Request) -> Response:
     service: Attestation = request.app.state.attestation
     sends_mail: bool = request.app.state.settings.hkp_add_sends_mail
     try:
+        await limit_mail_requests(request)
         keytext = _keytext(request.headers.get("content-type", ""), await read_body(request))
         upload = await run_in_threadpool(
             lambda: service.submit.keyring(keytext, "hkp", request_verify=sends_mail)

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from attester.http.access import audience_of
 from attester.http.body import read_json
 from attester.http.cache import reusable, reusable_miss
-from attester.http.state import wake_mailer
+from attester.http.state import limit_mail_requests, wake_mailer
 from attester.openpgp.errors import InvalidEmail
 from attester.openpgp.types import Email, Fingerprint
 from attester.protocols._http import one_block, origin_headers, path_term, within_answer_limit
@@ -134,9 +134,10 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 def _vks_status(e: ServiceError) -> int:
     """Hagrid answers every refusal of upload and request-verify with 400 (an expired upload
-    token too, which the service calls ``Gone``); only a body over the limit (413) and
-    faults of our own (5xx) keep their status."""
-    if e.status == 413 or e.status >= 500:
+    token too, which the service calls ``Gone``); only a body over the limit (413), a rate
+    limit (429, with its ``Retry-After``: clients back off on it) and faults of our own
+    (5xx) keep their status."""
+    if e.status in (413, 429) or e.status >= 500:
         return e.status
     return 400
 
@@ -168,6 +169,7 @@ async def upload(request: Request) -> Response:
     if not _is_json(request):
         return _not_json('{"keytext": "<the armored public key>"}')
     try:
+        await limit_mail_requests(request)
         data = await read_json(request, "keytext")
         result = await run_in_threadpool(service.submit.upload, data["keytext"].encode("utf-8"))
     except ServiceError as e:
@@ -201,6 +203,7 @@ async def request_verify(request: Request) -> Response:
     if not _is_json(request):
         return _not_json('{"token": "<from the upload>", "addresses": ["<address>", ...]}')
     try:
+        await limit_mail_requests(request)
         data = await read_json(request, "token")
         emails = _addresses(data.get("addresses"))
         token = data["token"].strip()

@@ -5,19 +5,21 @@ from __future__ import annotations
 from attester.openpgp import CertificateError, Limits, ParsedCert, parse_certificate
 from attester.openpgp.types import Email
 from attester.service.errors import BadRequest, input_error
+from attester.service.parsing import Parser
 
 
-def parse_upload(data: bytes, limits: Limits) -> ParsedCert:
-    """Exactly one certificate, or the service error that says what is wrong with it."""
+def parse_upload(parser: Parser, data: bytes, limits: Limits) -> ParsedCert:
+    """Exactly one certificate (parsed by ``parser``, a worker process in the app), or the
+    service error that says what is wrong with it."""
     try:
-        return parse_certificate(data, limits)
+        return parser.call(parse_certificate, data, limits)
     except CertificateError as e:
         raise input_error(e) from e
 
 
-def parse_for_address(email: Email, data: bytes, limits: Limits) -> ParsedCert:
+def parse_for_address(parser: Parser, email: Email, data: bytes, limits: Limits) -> ParsedCert:
     """A submitted key that must carry a valid, unrevoked user ID with ``email``."""
-    cert = parse_upload(data, limits)
+    cert = parse_upload(parser, data, limits)
     if email not in valid_emails(cert):
         raise BadRequest(f"The key {cert.fingerprint} has no valid, unrevoked user ID with {email}")
     return cert

@@ -22,10 +22,12 @@ from anyio import to_thread
 from attester.config import Settings
 from attester.openpgp import ParsedCert
 from attester.openpgp.types import Email
+from attester.service.client_limits import ClientLimits
 from attester.service.errors import BadRequest, NotFound, Unsupported
 from attester.service.ingest import Ingest
 from attester.service.invalidation import LookupInvalidation
 from attester.service.mails import Mails
+from attester.service.parsing import InProcess, Parser
 from attester.service.policy import Audience, PolicyHolder
 from attester.service.publication import Publication
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery, Query, TextQuery
@@ -78,6 +80,18 @@ class Core:
         # Set when the app is built (``attester.app``): federation writes through
         # ``ingest``, so it is made after the core.
         self.upstreams = upstreams
+        self.parsing: Parser = InProcess()
+        self.client_limits = ClientLimits(
+            settings.rate_limit_storage_url,
+            settings.rate_limit_mail_requests,
+            settings.rate_limit_text_search,
+            settings.rate_limit_key_prefix,
+        )
+
+    def use_parser(self, parser: Parser) -> None:
+        """Parse uploads and merges with ``parser`` (the app's process pool) from now on."""
+        self.parsing = parser
+        self.ingest.parsing = parser
 
     # ---- lookups
     async def lookup(self, query: Query, audience: Audience = Audience.OUTSIDE) -> list[StoredCert]:
@@ -198,23 +212,34 @@ class Core:
             return found
         return await to_thread.run_sync(self.visible, found, audience)
 
-    async def search(self, query: Query, audience: Audience = Audience.OUTSIDE) -> list[StoredCert]:
+    async def search(
+        self, query: Query, audience: Audience = Audience.OUTSIDE, client: str | None = None
+    ) -> list[StoredCert]:
         """Like ``lookup``, and free text too (HKP, the web search box): every word must
-        occur in a published user ID."""
+        occur in a published user ID. A text search is counted against ``client`` (the
+        address it came from; ``RateLimited`` beyond ``rate_limit_text_search``)."""
         if not isinstance(query, TextQuery):
             return await self.lookup(query, audience)
         if not self.settings.hkp_text_search:
             raise Unsupported("Text search is switched off on this server.")
         words = [w for w in query.words if w]
-        if not words or all(len(w) < 2 for w in words):
-            raise BadRequest("The search text is too short.")
-        found = await to_thread.run_sync(
-            self.store.search_text, words, self.settings.search_result_limit
-        )
+        # Short words would let anyone page through every published address.
+        shortest = self.settings.search_min_chars
+        if not words or all(len(w) < shortest for w in words):
+            raise BadRequest(
+                f"The search text is too short: search for a word of at least {shortest} "
+                "characters."
+            )
+        found = await to_thread.run_sync(self._search_text, words, client)
         found = await self._visible(found, audience)
         if not found:
             raise NotFound("No published key matches the search text")
         return found
+
+    def _search_text(self, words: list[str], client: str | None) -> list[StoredCert]:
+        if client is not None:
+            self.client_limits.search(client)  # per client (memory or Redis)
+        return self.store.search_text(words, self.settings.search_result_limit)
 
     def published_user_ids(self, found: list[StoredCert]) -> dict[int, list[StoredUserID]]:
         """The user IDs each found certificate is served with: those attested here, or for

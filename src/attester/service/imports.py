@@ -65,7 +65,7 @@ class Imports:
         enterprise directory path), optionally only those in ``domains``."""
         summary = summary or ImportSummary()
         try:
-            items = parse_keyring(data, self.core.settings.limits)
+            items = self.core.parsing.call(parse_keyring, data, self.core.settings.limits)
         except CertificateError as e:
             raise input_error(e) from e
         allowed = {d.lower().strip() for d in domains} if domains else None

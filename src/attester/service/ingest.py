@@ -28,6 +28,7 @@ from datetime import datetime
 
 from attester.openpgp import CertificateError, Limits, ParsedCert, merge, parse_certificate
 from attester.openpgp.types import Fingerprint
+from attester.service.parsing import InProcess, Parser
 from attester.service.publication import Publication
 from attester.store.views import Origin, OriginKind
 from attester.store.writes import LockedCert, WriteTx
@@ -56,6 +57,8 @@ class Ingest:
     def __init__(self, publication: Publication, limits: Limits) -> None:
         self.publication = publication
         self.limits = limits
+        # Where merges are canonicalised: the app's worker processes (``Core.use_parser``).
+        self.parsing: Parser = InProcess()
 
     def merge(self, tx: WriteTx, incoming: ParsedCert, source: str, now: datetime) -> Merged:
         """Merge ``incoming`` into the stored certificate with its fingerprint, or store
@@ -113,7 +116,7 @@ class Ingest:
     def _merge_into(
         self, tx: WriteTx, row: LockedCert, incoming: ParsedCert, now: datetime
     ) -> Merged:
-        merged = merge(row.data, incoming.data, self.limits)
+        merged = self.parsing.call(merge, row.data, incoming.data, self.limits)
         if merged.data == row.data:
             return Merged(ImportResult.UNCHANGED, row.id, merged)
         tx.update_cert(row, merged, now)

@@ -102,7 +102,9 @@ class Submissions:
 
     def submit(self, data: bytes, source: str = "upload") -> Submission:
         """Merge an uploaded certificate and report each address's state; sends nothing."""
-        return self._submit(parse_upload(data, self.core.settings.limits), source)
+        return self._submit(
+            parse_upload(self.core.parsing, data, self.core.settings.limits), source
+        )
 
     def upload(self, data: bytes, source: str = "upload") -> Submission | list[Fingerprint]:
         """VKS ``/vks/v1/upload``: one certificate is a ``submit``. Several (a keyring) are
@@ -110,7 +112,7 @@ class Submissions:
         token: verification is asked per key, so a keyring upload publishes nothing and
         mails nobody (Hagrid answers such an upload with the bare list of fingerprints)."""
         try:
-            certs = parse_certificates(data, self.core.settings.limits)
+            certs = self.core.parsing.call(parse_certificates, data, self.core.settings.limits)
         except CertificateError as e:
             raise input_error(e) from e
         if len(certs) == 1:
@@ -175,7 +177,7 @@ class Submissions:
         """FlowCrypt ``POST /pub/{email}`` without a token: the key must carry the address;
         if this very key is already attested for it the update takes effect at once,
         otherwise a confirmation mail goes out (rate-limited)."""
-        cert = parse_for_address(email, data, self.core.settings.limits)
+        cert = parse_for_address(self.core.parsing, email, data, self.core.settings.limits)
         now = self.core.clock()
         with self.core.store.write() as tx:
             if (published := self._update_of_published(tx, cert, email, now)) is not None:
@@ -203,7 +205,7 @@ class Submissions:
 
     def update_key(self, kid: KeyID, data: bytes) -> None:
         """A newer version of a stored key (legacy ``PUT /pub/{longid}``): merged, no mail."""
-        cert = parse_upload(data, self.core.settings.limits)
+        cert = parse_upload(self.core.parsing, data, self.core.settings.limits)
         if cert.primary.key_id != kid:
             raise BadRequest(f"The key's primary key id is {cert.primary.key_id}, not {kid}.")
         now = self.core.clock()
@@ -225,7 +227,7 @@ class Submissions:
         published here. With ``request_verify``, every address not yet published gets a
         verification mail (rate-limited as in ``Verification.request``)."""
         try:
-            items = parse_keyring(data, self.core.settings.limits)
+            items = self.core.parsing.call(parse_keyring, data, self.core.settings.limits)
         except CertificateError as e:
             raise input_error(e) from e
         added: list[Added] = []
@@ -309,7 +311,7 @@ class Submissions:
         )
 
     def _attest_oidc(self, email: Email, issuer: str, data: bytes, actor: Actor) -> SubmitOutcome:
-        cert = parse_for_address(email, data, self.core.settings.limits)
+        cert = parse_for_address(self.core.parsing, email, data, self.core.settings.limits)
         rule = self.core.policy.current.for_email(email)
         now = self.core.clock()
         with self.core.store.write() as tx:

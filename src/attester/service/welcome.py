@@ -33,7 +33,7 @@ class Welcome:
     def send(self, email: Email, data: bytes) -> bool:
         """Queue the welcome mail; False when one went out within the rate-limit window."""
         try:
-            cert = parse_certificate(data, self.core.settings.limits)
+            cert = self.core.parsing.call(parse_certificate, data, self.core.settings.limits)
         except CertificateError as e:
             raise BadRequest("This key does not appear valid") from e
         now = self.core.clock()

@@ -21,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from attester.http.body import read_form, read_limited
-from attester.http.render import error_page, page
-from attester.http.state import attestation, wake_mailer
+from attester.http.render import error_page, page, with_headers
+from attester.http.state import attestation, limit_mail_requests, wake_mailer
 from attester.openpgp.errors import InvalidEmail
 from attester.openpgp.types import Email
-from attester.service.errors import PayloadTooLarge
+from attester.service.errors import PayloadTooLarge, RateLimited
 from attester.web._request import (
     form_token,
     form_token_valid,
@@ -119,6 +119,10 @@ async def _manage_json(request: Request) -> Response:
     except (InvalidEmail, ValueError) as e:
         msg = str(e) if isinstance(e, InvalidEmail) else "The body must be JSON with an email."
         return JSONResponse({"error": msg}, status_code=400)
+    try:
+        await limit_mail_requests(request)
+    except RateLimited as e:
+        return JSONResponse({"error": e.message}, status_code=429, headers=e.headers)
     await run_in_threadpool(attestation(request).manage.request, email)
     wake_mailer(request)
     return JSONResponse({"status": "ok", "message": _MAILED})
@@ -146,6 +150,11 @@ async def manage_request(request: Request) -> Response:
         email = Email.parse(raw)
     except InvalidEmail as e:
         return await _manage_form(request, 400, email=raw, error=sentence(str(e)))
+    try:
+        await limit_mail_requests(request)
+    except RateLimited as e:
+        page_ = await _manage_form(request, 429, email=raw, error=sentence(e.message))
+        return with_headers(page_, e.headers)
     await run_in_threadpool(attestation(request).manage.request, email)
     wake_mailer(request)
     return page(request, "message.html", nav="manage", heading="Check your inbox", message=_MAILED)

@@ -13,11 +13,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from attester.http.access import audience_of
-from attester.http.render import error_page, page, site_of
-from attester.http.state import core
+from attester.http.render import error_page, page, site_of, with_headers
+from attester.http.state import client_address, core
 from attester.openpgp.errors import InvalidIdentifier
 from attester.openpgp.types import Fingerprint
-from attester.service.errors import BadRequest, NotFound, Unsupported
+from attester.service.errors import BadRequest, NotFound, RateLimited, Unsupported
 from attester.service.query import (
     EmailQuery,
     FingerprintQuery,
@@ -156,7 +156,9 @@ async def search(request: Request) -> Response:
         )
     try:
         query = parse_query(q, allow_text=True)
-        found = await core(request).search(query, audience_of(request))
+        found = await core(request).search(query, audience_of(request), client_address(request))
+    except RateLimited as e:
+        return with_headers(search_page(request, 429, q, error=sentence(e.message)), e.headers)
     except NotFound:
         return search_page(request, 404, q, nothing=_kind(query))
     except Unsupported:

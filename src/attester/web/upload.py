@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from attester.http.body import read_form
-from attester.http.render import error_page, page
-from attester.http.state import attestation, core, wake_mailer
+from attester.http.render import error_page, page, with_headers
+from attester.http.state import attestation, core, limit_mail_requests, wake_mailer
 from attester.openpgp.errors import InvalidEmail, SecretKeyMaterial
 from attester.openpgp.types import Email, Fingerprint
-from attester.service.errors import BadRequest, Forbidden, Gone, PayloadTooLarge
+from attester.service.errors import BadRequest, Forbidden, Gone, PayloadTooLarge, RateLimited
 from attester.service.policy import Audience
 from attester.service.query import FingerprintQuery
 from attester.service.verification import AddressState
@@ -79,6 +79,10 @@ async def upload_submit(request: Request) -> Response:
     if (refused := refuse_cross_site(request)) is not None:
         return refused
     limit = core(request).settings.max_input_bytes
+    try:
+        await limit_mail_requests(request)
+    except RateLimited as e:
+        return with_headers(await _form_page(request, 429, error=sentence(e.message)), e.headers)
     try:
         # A pasted key and a file may both come; each is bounded by the service again.
         form = await read_form(request, 2 * limit + _FORM_OVERHEAD, max_fields=4, max_files=1)
@@ -182,6 +186,10 @@ async def upload_verify(request: Request) -> Response:
         return error_page(request, 400, "The form could not be read.")
     token = str(form.get("token", ""))
     service = attestation(request)
+    try:
+        await limit_mail_requests(request)
+    except RateLimited as e:
+        return with_headers(error_page(request, 429, sentence(e.message)), e.headers)
     try:
         if not await form_token_valid(request, "upload-verify", form):
             fpr, states = await run_in_threadpool(service.verify.request_with_token, token, [])

@@ -4,7 +4,8 @@
 2. Skip those whose SKS digest is already stored, or is what the same peer sent last
    time (a rerun after an interruption skips everything it had finished, without
    parsing it).
-3. Parse each remaining certificate on its own bytes and merge the batch in one
+3. Parse each remaining certificate on its own bytes, in the core's parsing pool (a
+   few batches ahead, on every core: ``Parser.map_batches``), and merge the batch in one
    transaction through the one ingest path: plain (source ``import``), or as a mirror of
    a named peer (``Ingest.from_peer``: the peer's user IDs recorded as vouched for, never
    attested). ``attest_emails`` is the operator's directory import and goes through
@@ -13,17 +14,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
 from attester.federation.dumps.reader import DumpCert, DumpReader
 from attester.federation.errors import DumpUnreadable
-from attester.openpgp import CertificateError, ParsedCert, Rejected, parse_keyring
+from attester.openpgp import CertificateError, Limits, ParsedCert, Rejected
 from attester.service.core import Core
 from attester.service.errors import ServiceError
 from attester.service.imports import OPERATOR, Imports, ImportSummary
 from attester.service.ingest import vouched_user_ids
+from attester.service.parsing import parse_each
 from attester.store.audit import Actor
 from attester.store.views import Origin, OriginKind
 
@@ -73,42 +75,67 @@ class DumpImporter:
         ``DumpUnreadable`` after every certificate before the damage is stored."""
         summary = summary or DumpSummary()
         reader = DumpReader(f, self.limits)
+        damage: list[DumpUnreadable] = []
+        if self.attest_emails:
+            for batch in self._batches(reader, summary, damage):
+                self._attest(batch, summary)
+                if progress:
+                    progress(len(batch), reader.position)
+        else:
+            # Batches are parsed in the worker processes a few ahead of the one being
+            # written here; memory holds only those few.
+            work = self._to_parse(self._batches(reader, summary, damage), summary)
+            for (batch, todo), parsed in self.core.parsing.map_batches(_parse_batch, work):
+                self._store(todo, parsed, summary)
+                if progress:
+                    progress(len(batch), reader.position)
+        if damage:
+            raise damage[0]  # after everything before the damage was stored
+        return summary
+
+    def _batches(
+        self, reader: DumpReader, summary: DumpSummary, damage: list[DumpUnreadable]
+    ) -> Iterator[list[DumpCert]]:
         batch: list[DumpCert] = []
         items = iter(reader)
         while True:
             try:
                 item = next(items, None)
-            except DumpUnreadable:
-                self._batch(batch, summary)  # what came before the damage is good
-                raise
+            except DumpUnreadable as e:
+                damage.append(e)
+                item = None  # what came before the damage is good
             if item is not None and item.rejected is not None:
                 summary.reject(item.rejected)
             elif item is not None:
                 batch.append(item)
             if batch and (item is None or len(batch) >= self.batch_size):
-                self._batch(batch, summary)
-                if progress:
-                    progress(len(batch), reader.position)
+                yield batch
                 batch = []
             if item is None:
-                return summary
+                return
 
-    def _batch(self, batch: list[DumpCert], summary: DumpSummary) -> None:
-        if not batch:
-            return
-        if self.attest_emails:
-            self._attest(batch, summary)
-            return
-        known = self.core.origins.known_digests([c.digest for c in batch])
-        todo = [c for c in batch if c.digest not in known]
-        summary.skipped += len(batch) - len(todo)
-        summary.unchanged += len(batch) - len(todo)
+    def _to_parse(
+        self, batches: Iterator[list[DumpCert]], summary: DumpSummary
+    ) -> Iterator[tuple[tuple[list[DumpCert], list[DumpCert]], tuple[list[bytes], Limits]]]:
+        """Each batch and those of its certificates not stored exactly so already, with
+        what the workers parse of it."""
+        for batch in batches:
+            known = self.core.origins.known_digests([c.digest for c in batch])
+            todo = [c for c in batch if c.digest not in known]
+            summary.skipped += len(batch) - len(todo)
+            summary.unchanged += len(batch) - len(todo)
+            yield (batch, todo), ([c.data for c in todo], self.limits)
+
+    def _store(
+        self,
+        todo: list[DumpCert],
+        results_of_parse: list[list[ParsedCert | Rejected] | CertificateError],
+        summary: DumpSummary,
+    ) -> None:
         parsed: list[tuple[ParsedCert, str]] = []
-        for c in todo:
-            try:
-                items = parse_keyring(c.data, self.limits)
-            except CertificateError as e:
-                summary.reject(str(e))
+        for c, items in zip(todo, results_of_parse, strict=True):
+            if isinstance(items, CertificateError):
+                summary.reject(str(items))
                 continue
             for item in items:
                 if isinstance(item, Rejected):
@@ -155,3 +182,9 @@ class DumpImporter:
             if c is not None:
                 chunk.append(c.data)
                 size += len(c.data)
+
+
+def _parse_batch(
+    work: tuple[list[bytes], Limits],
+) -> list[list[ParsedCert | Rejected] | CertificateError]:
+    return parse_each(*work)
