@@ -39,7 +39,6 @@ from attester.federation.fallback import Fallback
 from attester.federation.ldap import LdapDirectory, LdapUpstream
 from attester.federation.metrics import Metrics
 from attester.federation.mirror import Mirror, Mirrors, RefreshSummary
-from attester.federation.policy import DomainPolicy
 from attester.federation.relay import LdapRelay
 from attester.federation.service import Federation
 from attester.federation.upstream import Fetched, GuardedUpstream, UpstreamClient
@@ -47,7 +46,6 @@ from attester.federation.upstream import Fetched, GuardedUpstream, UpstreamClien
 __all__ = [
     "CircuitBreaker",
     "CircuitOpen",
-    "DomainPolicy",
     "DumpCert",
     "DumpError",
     "DumpImporter",
