@@ -25,7 +25,6 @@ from attester.openpgp.types import Email
 from attester.service.client_limits import ClientLimits
 from attester.service.errors import BadRequest, NotFound, Unsupported
 from attester.service.ingest import Ingest
-from attester.service.invalidation import LookupInvalidation
 from attester.service.mails import Mails
 from attester.service.parsing import InProcess, Parser
 from attester.service.policy import Audience, PolicyHolder
@@ -70,10 +69,8 @@ class Core:
         self.origins = OriginStore(db)
         self.removals = RemovalStore(db)
         # The policy in force; the app gives it a source to reload from (SIGHUP, admin API).
-        self.policy = PolicyHolder(settings.make_policy())
-        # Told whenever what lookups serve changes outside the normal write path (removals):
-        # the one place a lookup cache would be invalidated (``service.invalidation``).
-        self.invalidation = LookupInvalidation()
+        # A reload changes what lookups answer, as a write does: kept answers go.
+        self.policy = PolicyHolder(settings.make_policy(), changed=db.changes.bump)
         self.mails = Mails(settings)
         self.publication = Publication(settings, self.mails, self.policy)
         self.ingest = Ingest(self.publication, settings.limits)

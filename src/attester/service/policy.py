@@ -386,9 +386,16 @@ class PolicyHolder:
     configuration) and swaps it in whole; when ``source`` refuses (an invalid file), the
     policy in force stays and the error goes to the caller."""
 
-    def __init__(self, policy: Policy, source: Callable[[], Policy] | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        source: Callable[[], Policy] | None = None,
+        changed: Callable[[], None] = lambda: None,
+    ) -> None:
         self._current = policy
         self.source = source
+        # Called after a new policy took effect: answers kept under the old one are stale.
+        self.changed = changed
 
     @property
     def current(self) -> Policy:
@@ -401,6 +408,7 @@ class PolicyHolder:
             )
         policy = self.source()  # PolicyInvalid names the rule; nothing changes then
         self._current = policy
+        self.changed()
         return policy
 
 

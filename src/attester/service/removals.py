@@ -19,8 +19,8 @@ What a removal means, everywhere:
 How: a removal is a row of ``removals``; making or lifting one recomputes, in the same
 transaction, the removal flags and served forms of every stored certificate it touches
 (``Publication.refresh``, invariant 5), and every later write of a certificate does the
-same. Lookups read the flags: one more condition on rows they read anyway, no cache to
-go stale. ``LookupInvalidation.changed`` is told after each commit.
+same. Lookups read the flags: one more condition on rows they read anyway. The commit
+moves the database's change feed (``store.changes``), so kept lookup answers go with it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from attester.openpgp.errors import InvalidEmail, InvalidIdentifier
 from attester.openpgp.types import Email, Fingerprint
 from attester.service.core import Core
 from attester.service.errors import BadRequest, NotFound
-from attester.service.invalidation import Change
 from attester.service.policy import normalise_pattern
 from attester.store.audit import Actor
 from attester.store.removals import Removal, RemovalKind
@@ -127,7 +126,6 @@ class Removals:
             _audit(tx, now, actor, "remove", target, reason, {"certificates": count})
             removal = tx.removals.get(target.kind, target.value)
             assert removal is not None
-        self._invalidate(target)
         return RemovalOutcome(removal, count, True)
 
     def restore(self, target: Target, actor: Actor, reason: str | None = None) -> RemovalOutcome:
@@ -142,7 +140,6 @@ class Removals:
             count = self._recompute(tx, target)
             detail = {"certificates": count, "removed_for": removal.reason}
             _audit(tx, now, actor, "restore", target, reason, detail)
-        self._invalidate(target)
         return RemovalOutcome(removal, count, True)
 
     def _reason(self, reason: str | None) -> str:
@@ -171,15 +168,6 @@ class Removals:
             cert = self.core.publication.load(tx, cert_id)
             self.core.publication.refresh(tx, cert_id, cert, now)
         return len(ids)
-
-    def _invalidate(self, target: Target) -> None:
-        """The one place a removal or restoration tells lookup caches (none today)."""
-        change = {
-            RemovalKind.FINGERPRINT: Change(fingerprints=frozenset({target.value})),
-            RemovalKind.EMAIL: Change(emails=frozenset({target.value})),
-            RemovalKind.DOMAIN: Change(domains=frozenset({target.value})),
-        }[target.kind]
-        self.core.invalidation.changed(change)
 
 
 def _audit(
