@@ -188,3 +188,24 @@ def test_the_fast_path_answers_as_the_middleware_would(settings: Settings) -> No
                 assert fast.content == slow.content
                 for name in names:
                     assert fast.headers.get(name) == slow.headers.get(name), (url, name)
+
+
+def test_a_policy_reload_drops_the_kept_answers(settings: Settings) -> None:
+    """What a lookup answers depends on the policy (here: several keys per address), so
+    a reload makes every kept answer go, as a write does."""
+    several = settings.model_copy(update={"multiple_keys_per_address": True})
+    one = settings.model_copy(update={"multiple_keys_per_address": False})
+    a, b = TestKey.generate("Tia <tia@example.org>"), TestKey.generate("Tia <tia@example.org>")
+    app = create_app(several, reload=lambda: one)
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(app.router.lifespan_context(app)),
+    ):
+        client = Client(app, portal)
+        for key in (a, b):
+            app.state.attestation.imports.keyring(key.public, attest_emails=True)
+        assert client.get("/pub/tia@example.org").text.count("BEGIN PGP PUBLIC KEY") == 2
+        assert client.get("/pub/tia@example.org").text.count("BEGIN PGP PUBLIC KEY") == 2
+        app.state.core.policy.reload()
+        assert client.get("/pub/tia@example.org").text.count("BEGIN PGP PUBLIC KEY") == 1
+        portal.call(client._client.aclose)
