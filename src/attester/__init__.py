@@ -8,11 +8,14 @@ The package is split by concern, each layer importing only those before it:
     store        schema, migrations, queries (no rules)
     attestation  mail rendering and delivery, OIDC id tokens
     service      the rules every entry point shares: lookups, the one ingest path,
-                 publication, submission, verification, management, imports
+                 publication, submission, verification, management, imports, the
+                 operator's policy and removals, parsing in a process pool
     federation   other keyservers: upstream lookups, LDAP directories, mirrors, dumps
-    http         what every HTTP adapter shares: bodies, rendering, app services
-    protocols    thin adapters: FlowCrypt, VKS, HKP, WKD
+    http         what every HTTP adapter shares: bodies, rendering, app services, the
+                 access guard, kept answers, the front end and its workers
+    protocols    thin adapters: FlowCrypt (and its enterprise probe), VKS, HKP, WKD
     web          the pages
+    admin        the admin API and ``attester admin``
     app, cli     the ASGI application and the ``attester`` command
 
 CONTRIBUTING.md shows where new code goes.
