@@ -79,6 +79,12 @@ class GnuPG:
 
 
 @pytest.fixture
+def live(socket_server: LiveServer) -> LiveServer:
+    """The session's app on a real socket: dirmngr connects to it."""
+    return socket_server
+
+
+@pytest.fixture
 def gnupg(live: LiveServer) -> Iterator[GnuPG]:
     home = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
     home.chmod(0o700)

@@ -39,7 +39,7 @@ from attester.openpgp.types import Fingerprint
 from attester.service.attestation import Attestation
 from attester.service.core import Core
 from tests.support import hashquery
-from tests.support.server import LiveServer
+from tests.support.server import Server
 from tests.support.smtp import free_port
 
 SKS = shutil.which("sks") or "/usr/sbin/sks"
@@ -237,7 +237,7 @@ def test_attester_digests_match_sks(attestation: Attestation, core: Core, sks: S
 
 
 def test_hashquery_like_sks(
-    server: LiveServer, attestation: Attestation, core: Core, sks: SKSServer
+    server: Server, attestation: Attestation, core: Core, sks: SKSServer
 ) -> None:
     # A few ordinary keys (none of the known different ones): SKS knows them by our digest.
     keys = [

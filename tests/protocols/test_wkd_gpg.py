@@ -61,6 +61,12 @@ class GnuPG:
 
 
 @pytest.fixture
+def server(socket_server: LiveServer) -> LiveServer:
+    """The session's app on a real socket: GnuPG fetches from it."""
+    return socket_server
+
+
+@pytest.fixture
 def gnupg() -> Iterator[GnuPG]:
     home = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))
     home.chmod(0o700)
