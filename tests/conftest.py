@@ -22,7 +22,7 @@ from attester.config import Settings, load_settings
 from attester.service.attestation import Attestation
 from attester.service.attestation import mail_settings as mail_settings_of
 from attester.service.core import Core
-from tests.support import loop
+from tests.support import daemons, loop
 from tests.support.clock import Clock
 from tests.support.database import TestDatabase, migrated, postgres_database
 from tests.support.server import AppServer, LiveServer
@@ -52,8 +52,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", backends, scope="session")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    daemons.session_started(session)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has stopped its workers
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     loop.stop()
+    daemons.check_none_left(session)
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from attester.openpgp import parse_certificates
 from attester.service.attestation import Attestation
 from attester.service.attestation import mail_settings as mail_settings_of
 from attester.service.core import Core
+from tests.support import daemons
 from tests.support.clock import Clock
 from tests.support.flows import link_in, text_of
 from tests.support.keys import TestKey
@@ -315,6 +316,7 @@ def test_oidc_refusals_are_401(oidc_live: Server, issuer: LocalIssuer, make_head
 
 def _sign_only_key(uid: str) -> str:
     with tempfile.TemporaryDirectory() as home:
+        daemons.watch(home)
         env = {"GNUPGHOME": home, "PATH": "/usr/bin:/bin"}
         subprocess.run(
             [

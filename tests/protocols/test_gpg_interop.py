@@ -20,6 +20,7 @@ import pytest
 
 from attester.openpgp import armor
 from attester.service.attestation import Attestation
+from tests.support import daemons
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
@@ -87,6 +88,7 @@ def live(socket_server: LiveServer) -> LiveServer:
 @pytest.fixture
 def gnupg(live: LiveServer) -> Iterator[GnuPG]:
     home = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
+    daemons.watch(home)
     home.chmod(0o700)
     port = live.origin.rsplit(":", 1)[1]
     # Only our server: an IP literal (no SRV or DNS lookups), IPv4 only, no Tor probing,

@@ -14,6 +14,7 @@ import pytest
 from attester.config import Settings
 from attester.openpgp import armor, parse_certificates
 from attester.service.attestation import Attestation
+from tests.support import daemons
 from tests.support.clock import Clock
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
@@ -417,6 +418,7 @@ def test_request_verify_refusals(live: Server, body: dict[str, object]) -> None:
 def _gpg_fetch(url: str) -> list[str]:
     """Import what ``gpg --fetch-keys URL`` gets into a fresh home; the imported user IDs."""
     with tempfile.TemporaryDirectory(prefix="g", dir="/tmp") as home:
+        daemons.watch(home)
         env = {"GNUPGHOME": home, "PATH": "/usr/bin:/bin"}
         try:
             subprocess.run(

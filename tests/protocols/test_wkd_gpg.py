@@ -25,6 +25,7 @@ import pytest
 from attester.openpgp._packets import SIGNATURE, USER_ID, RawPacket, split_packets
 from attester.openpgp.wkd import wkd_hash
 from attester.service.attestation import Attestation
+from tests.support import daemons
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
 
@@ -69,6 +70,7 @@ def server(socket_server: LiveServer) -> LiveServer:
 @pytest.fixture
 def gnupg() -> Iterator[GnuPG]:
     home = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))
+    daemons.watch(home)
     home.chmod(0o700)
     g = GnuPG(home)
     try:
