@@ -52,14 +52,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", backends, scope="session")
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    daemons.session_started(session)
-
-
-@pytest.hookimpl(trylast=True)  # after pytest-xdist has stopped its workers
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     loop.stop()
-    daemons.check_none_left(session)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Set up before, and so torn down after, every other fixture of the session: then
+    nothing the tests started may still run (``tests.support.daemons``)."""
+    basetemp = tmp_path_factory.getbasetemp()
+    yield
+    left = daemons.left_over(basetemp)
+    if left:
+        daemons.kill(left)
+        listing = "\n".join(f"  {pid}: {cmd}" for pid, cmd in sorted(left.items()))
+        pytest.fail(f"processes the tests started were still running (now killed):\n{listing}")
 
 
 @pytest.fixture(autouse=True)
