@@ -24,7 +24,7 @@ from attester.service.attestation import mail_settings as mail_settings_of
 from attester.service.core import Core
 from tests.support import daemons, loop
 from tests.support.clock import Clock
-from tests.support.database import TestDatabase, migrated, postgres_database
+from tests.support.database import SessionDatabase, migrated, postgres_database
 from tests.support.server import AppServer, LiveServer
 from tests.support.session_app import SessionApp
 from tests.support.smtp import (  # noqa: F401 - fixtures, imported so pytest registers them
@@ -78,7 +78,9 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def test_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
+def test_database(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SessionDatabase]:
     """The session's database of this backend, migrated."""
     with ExitStack() as stack:
         if backend == "sqlite":
@@ -92,7 +94,7 @@ def test_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture
-def database_url(test_database: TestDatabase) -> str:
+def database_url(test_database: SessionDatabase) -> str:
     """The URL of the backend's database, emptied for this test."""
     test_database.empty()
     return test_database.url
@@ -116,7 +118,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def core(settings: Settings, test_database: TestDatabase) -> Core:
+def core(settings: Settings, test_database: SessionDatabase) -> Core:
     return Core(settings, test_database.db)
 
 
@@ -151,10 +153,9 @@ def mail_settings(settings: Settings, smtp_server: LoopbackSMTPServer) -> Settin
 
 @pytest.fixture(scope="session")
 def _session_app(
-    test_database: TestDatabase,
+    test_database: SessionDatabase,
     smtp_session: LoopbackSMTPServer,  # noqa: F811
     _session_clock: Clock,
-    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SessionApp]:
     """The app of this backend with the usual settings, mailing to the session's SMTP
     server promptly. First asked for by ``_using_session_app``, after the database was

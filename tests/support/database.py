@@ -27,7 +27,7 @@ EMPTIED = [t for t in reversed(metadata.sorted_tables) if t.name not in KEPT]
 
 
 @dataclass
-class TestDatabase:
+class SessionDatabase:
     url: str
     db: Database  # engines shared by the session's fixtures
     sequences: list[str] = field(default_factory=list)  # PostgreSQL's, for the ids
@@ -47,7 +47,7 @@ class TestDatabase:
 
 
 @contextmanager
-def migrated(url: str) -> Iterator[TestDatabase]:
+def migrated(url: str) -> Iterator[SessionDatabase]:
     db = open_database(url)
     try:
         upgrade(db)
@@ -56,7 +56,7 @@ def migrated(url: str) -> Iterator[TestDatabase]:
             with db.writer.connect() as c:
                 q = text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
                 sequences = list(c.execute(q).scalars())
-        yield TestDatabase(url, db, sequences)
+        yield SessionDatabase(url, db, sequences)
     finally:
         db.dispose()
 

@@ -3,7 +3,7 @@ need the app with its usual settings (the ``server`` and ``live`` fixtures).
 
 It is built once: its lifespan runs on the shared loop from the first test that asks for
 it to the end of the backend's tests. Between tests the database is emptied
-(``TestDatabase.empty``), the clock set back and the SMTP server's inbox cleared. What
+(``SessionDatabase.empty``), the clock set back and the SMTP server's inbox cleared. What
 stays is what a running server keeps: its settings, its cached form key.
 
 Its outbox worker must not act outside the tests that use the app: a mail queued by one
@@ -43,6 +43,10 @@ class WorkerGate:
     real ``run_once`` does the work; nothing about sending changes."""
 
     def __init__(self, worker: OutboxWorker) -> None:
+        # A tripwire: should the worker's loop stop calling run_once, this gate would hold
+        # nothing back and mails could cross between tests.
+        if "run_once" not in type(worker).run_forever.__code__.co_names:
+            raise RuntimeError("OutboxWorker.run_forever no longer calls run_once")
         self._run_once = worker.run_once
         self._open = asyncio.Event()
         self._idle = asyncio.Event()
@@ -78,13 +82,17 @@ class SessionApp:
         self.base_url = self.settings.base_url
         self.clock = clock
         self.app = create_app(self.settings, clock=clock)
-        # The tables are empty when this starts (the fixture that builds it runs after the
-        # database was emptied), so the worker's first round, before the gate is in, finds
-        # nothing to send.
-        self._stack.enter_context(loop.lifespan(self.app))
-        self.gate: WorkerGate = loop.call(self._install_gate)
-        self._client = self._stack.enter_context(in_process_client(self.app, self.base_url))
         self._real_client: httpx.Client | None = None
+        try:
+            # The tables are empty when this starts (the fixture that builds it runs after
+            # the database was emptied), so the worker's first round, before the gate is
+            # in, finds nothing to send.
+            self._stack.enter_context(loop.lifespan(self.app))
+            self.gate: WorkerGate = loop.call(self._install_gate)
+            self._client = self._stack.enter_context(in_process_client(self.app, self.base_url))
+        except BaseException:
+            self._stack.close()
+            raise
 
     async def _install_gate(self) -> WorkerGate:
         return WorkerGate(self.app.state.mail_worker)
@@ -96,6 +104,9 @@ class SessionApp:
     def in_use(self) -> Iterator[None]:
         """For one test: the worker runs; afterwards it is stopped between rounds."""
         self.clock.reset()
+        for client in (self._client, self._real_client):
+            if client is not None:  # the app sets none today; a test must not inherit any
+                client.cookies.clear()
         loop.call(self.gate.open)
         try:
             yield
