@@ -64,12 +64,12 @@ def _running(basetemp: str) -> dict[int, str]:
     return found
 
 
-def left_over(basetemp: Path) -> dict[int, str]:
+def left_over(basetemp: Path, grace: float = 5.0) -> dict[int, str]:
     """pid -> command line of every process of this session still running, after giving
-    them a few seconds (an agent told to stop may take a moment)."""
+    them ``grace`` seconds (an agent told to stop may take a moment)."""
     if not _PROC.is_dir():
         return {}
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + grace
     left = _running(str(basetemp))
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
