@@ -20,7 +20,6 @@ import pytest
 
 from attester.config import Settings, load_settings
 from attester.service.attestation import Attestation
-from attester.service.attestation import mail_settings as mail_settings_of
 from attester.service.core import Core
 from tests.support import daemons, loop
 from tests.support.clock import Clock
@@ -124,7 +123,7 @@ def core(settings: Settings, test_database: SessionDatabase) -> Core:
 
 @pytest.fixture
 def attestation(core: Core, settings: Settings) -> Attestation:
-    return Attestation(core, mail_settings_of(settings))
+    return Attestation.build(core)
 
 
 @pytest.fixture(scope="session")

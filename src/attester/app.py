@@ -15,8 +15,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from attester.attestation.delivery import OutboxWorker
@@ -24,10 +24,13 @@ from attester.attestation.mail import transport_from_url
 from attester.attestation.oidc import OIDCSettings, OIDCVerifier
 from attester.config import Settings
 from attester.federation import Federation
-from attester.protocols import flowcrypt, hkp, vks, wkd
-from attester.service.attestation import Attestation, mail_settings
+from attester.http import redact
+from attester.protocols import fes, flowcrypt, hkp, vks, wkd
+from attester.service.attestation import Attestation
+from attester.service.client_config import ClientConfigurations
 from attester.service.core import Clock, Core, utcnow
 from attester.store.db import open_database, upgrade
+from attester.store.errors import DatabaseUnavailable
 from attester.web import pages
 
 log = logging.getLogger("attester")
@@ -38,6 +41,7 @@ def _routes() -> list[BaseRoute]:
         # Browsers get the search page; API clients probing "/" keep {"alive": true}.
         Route("/", pages.browser_or(flowcrypt.alive), methods=["GET", "HEAD"]),
         *flowcrypt.routes(),
+        *fes.routes(),
         *pages.routes(),
         *vks.routes(),
         *wkd.routes(),
@@ -62,6 +66,36 @@ async def _server_error(request: Request, exc: Exception) -> Response:
         },
         status_code=500,
     )
+
+
+def _unavailable(settings: Settings) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The answer while the database cannot be reached: 503 with ``Retry-After``, in the
+    body each surface's clients read (HKP text, VKS JSON, the FlowCrypt error body), and
+    one log line instead of a traceback per request."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        log.warning("503 for %s %s: %s", request.method, request.url.path[:80], exc)
+        message = "The key server cannot reach its database right now. Please try again shortly."
+        headers = {"Retry-After": str(settings.retry_after_seconds)}
+        path = request.url.path.removeprefix(settings.path_prefix)
+        response: Response
+        if path.startswith("/pks/"):
+            response = PlainTextResponse(message + "\n", 503, headers)
+        elif path.startswith("/vks/"):
+            response = JSONResponse({"error": message}, 503, headers)
+        else:
+            response = flowcrypt.error_response(503, message)
+            response.headers.update(headers)
+        return response
+
+    return handle
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that closed the connection in the middle of its body: one line, no
+    traceback (nobody is left to read the answer; uvicorn drops it)."""
+    log.info("client went away during the body of %s %s", request.method, request.url.path[:80])
+    return Response(status_code=400)
 
 
 async def _metrics(request: Request) -> Response:
@@ -96,11 +130,13 @@ def _background(
 def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redact.install()
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         db = open_database(settings.database_url, settings.database_pool_size)
         upgrade(db)
-        federation = Federation(settings, db, clock)
-        core = Core(settings, db, clock, upstreams=federation.fallback)
-        mail = mail_settings(settings)
+        core = Core(settings, db, clock)
+        federation = Federation(settings, core)
+        core.upstreams = federation.fallback
         async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
             oidc = None
             if settings.oidc_issuers:
@@ -109,28 +145,41 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
                         issuers=settings.oidc_issuers,
                         audiences=settings.oidc_audiences,
                         leeway_seconds=settings.oidc_leeway_seconds,
+                        jwks_cache_seconds=settings.oidc_jwks_cache_seconds,
                     ),
                     http,
                 )
             worker = OutboxWorker(
-                db.writer,
+                db,
                 transport_from_url(settings.mail_url),
-                mail,
+                core.mails.settings,
                 clock,
                 poll_seconds=settings.mail_poll_seconds,
                 retry_base_seconds=settings.mail_retry_base_seconds,
                 max_attempts=settings.mail_max_attempts,
+                lease_seconds=settings.mail_lease_seconds,
+                retry_max_seconds=settings.mail_retry_max_seconds,
             )
             app.state.core = core
-            app.state.attestation = Attestation(core, mail, oidc)
+            app.state.attestation = Attestation.build(core, oidc)
             app.state.mail_worker = worker
             app.state.federation = federation
+            app.state.recon = None
+            if settings.recon_peers:
+                # SKS/Hockeypuck reconciliation: listener, gossip, recovery.
+                from attester.service.recon import prepare_tree, recon_service
+
+                await anyio.to_thread.run_sync(prepare_tree, core)
+                app.state.recon = recon_service(core, federation.metrics.registry)
+                await app.state.recon.start()
             loops = [_background(worker.run_forever, "outbox-worker")]
             if federation.mirrors is not None:
                 loops.append(_background(federation.mirrors.run_forever, "mirrors"))
             try:
                 yield
             finally:
+                if app.state.recon is not None:
+                    await app.state.recon.close()
                 if federation.mirrors is not None:
                     federation.mirrors.stop()  # a running round ends after its current key
                 for _, scope in loops:
@@ -162,8 +211,13 @@ def create_app(settings: Settings, clock: Clock = utcnow) -> Starlette:
         # Browsers get error pages in the site's style; API clients the JSON body.
         exception_handlers={
             HTTPException: pages.html_or(_http_error),
+            ClientDisconnect: _client_gone,
+            DatabaseUnavailable: pages.html_or(_unavailable(settings)),
             Exception: pages.html_or(_server_error),
         },
     )
     app.state.settings = settings
+    app.state.client_configurations = ClientConfigurations(
+        settings.client_configuration, settings.public_url
+    )
     return app

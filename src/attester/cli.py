@@ -37,6 +37,11 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+recon_app = typer.Typer(
+    help="SKS reconciliation with SKS and Hockeypuck peers (docs/federation.md).",
+    no_args_is_help=True,
+)
+app.add_typer(recon_app, name="recon")
 
 err = Console(stderr=True)
 _PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -77,6 +82,7 @@ def serve(
 ) -> None:
     """Run the key server (applies database migrations first)."""
     from attester.app import create_app
+    from attester.http.server import protocol
 
     settings = _settings(config, host=host, port=port)
     logging.basicConfig(
@@ -89,7 +95,14 @@ def serve(
             port=settings.port,
             log_level=settings.log_level,
             proxy_headers=True,
+            forwarded_allow_ips=list(settings.forwarded_allow_ips),
             server_header=False,
+            # Front-end bounds (docs/security.md): a stalled request is dropped, headers
+            # are bounded, connections capped (more get 503), idle keep-alive closed.
+            http=protocol(settings.request_timeout_seconds, settings.max_header_bytes),
+            limit_concurrency=settings.max_connections,
+            timeout_keep_alive=settings.keep_alive_seconds,
+            timeout_graceful_shutdown=10,
         )
     )
     server.run()
@@ -138,7 +151,6 @@ def import_(
     print a summary. A rerun skips what is already stored unchanged, so an interrupted
     import resumes."""
     from attester.federation import DumpImporter, DumpSummary, DumpUnreadable
-    from attester.service.attestation import Attestation, mail_settings
     from attester.service.core import Core
     from attester.service.errors import ServiceError
     from attester.store.db import open_database, upgrade
@@ -156,7 +168,7 @@ def import_(
     db = open_database(settings.database_url)
     upgrade(db)
     importer = DumpImporter(
-        Attestation(Core(settings, db), mail_settings(settings)),
+        Core(settings, db),
         mirror=mirror,
         attest_emails=attest_emails,
         domains=domain,
@@ -310,6 +322,7 @@ def mirror_refresh(
     from attester.federation import Federation
     from attester.openpgp.errors import InvalidIdentifier
     from attester.openpgp.types import Fingerprint
+    from attester.service.core import Core
     from attester.store.db import open_database, upgrade
 
     settings = _settings(config)
@@ -323,7 +336,7 @@ def mirror_refresh(
         raise typer.Exit(2) from e
     db = open_database(settings.database_url)
     upgrade(db)
-    federation = Federation(settings, db)
+    federation = Federation(settings, Core(settings, db))
     try:
         mirror = federation.mirror(name)
         summary = mirror.refresh([*seeds, *(f for f in mirror.due(limit) if f not in seeds)])
@@ -348,6 +361,135 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     upgrade(db)
     db.dispose()
     Console().print("database is up to date")
+
+
+@recon_app.command("rebuild")
+def recon_rebuild(config: ConfigOpt = None) -> None:
+    """Build the reconciliation prefix tree afresh from the stored keys (streaming)."""
+    from attester.store.db import open_database, upgrade
+    from attester.store.recon import ReconStore
+
+    settings = _settings(config)
+    db = open_database(settings.database_url)
+    upgrade(db)
+    started = time.monotonic()
+    with Progress(
+        TextColumn("rebuilding"),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        tree = ReconStore(db)
+        task = progress.add_task("rebuild", total=tree.digest_count())
+        summary = tree.rebuild(progress=lambda n: progress.advance(task, n))
+    db.dispose()
+    Console().print(
+        f"recon tree rebuilt: {summary.elements} keys, {summary.nodes} nodes "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+
+
+@recon_app.command("check")
+def recon_check(config: ConfigOpt = None) -> None:
+    """Verify the reconciliation prefix tree against the stored key digests; exit 1 and
+    list the differences when they disagree."""
+    from attester.store.db import open_database, upgrade
+    from attester.store.recon import ReconStore
+
+    settings = _settings(config)
+    db = open_database(settings.database_url)
+    upgrade(db)
+    report = ReconStore(db).check()
+    db.dispose()
+    out = Console()
+    out.print(
+        f"{report.digests} stored digests, {report.elements} tree elements, "
+        f"{report.nodes} nodes checked"
+    )
+    if report.ok:
+        out.print("the recon tree matches the stored keys")
+        return
+    out.print(f"{report.missing} stored digest(s) missing from the tree")
+    out.print(f"{report.extra} tree element(s) no stored key has")
+    for line in report.samples:
+        out.print(f"  {line}")
+    out.print(f"{report.problem_count} node problem(s)")
+    for line in report.problems:
+        out.print(f"  {line}")
+    out.print("run `attester recon rebuild` to rebuild the tree")
+    raise typer.Exit(1)
+
+
+@recon_app.command("sync")
+def recon_sync(
+    peer: Annotated[
+        str,
+        typer.Argument(
+            help="HOST:PORT of the peer's recon port (its recon_peers entry is used when "
+            "there is one, else SKS's defaults)."
+        ),
+    ],
+    config: ConfigOpt = None,
+) -> None:
+    """Run one reconciliation session with a peer (we connect, it drives), fetch the keys
+    we lack from it, and print what was exchanged. Exits 0 when the session completed."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from attester.config import ReconPeer
+    from attester.service.core import Core
+    from attester.service.recon import prepare_tree, recon_service
+    from attester.store.db import open_database, upgrade
+
+    settings = _settings(config)
+    db = open_database(settings.database_url)
+    upgrade(db)
+    core = Core(settings, db)
+    prepare_tree(core)
+
+    async def run() -> object:
+        service = recon_service(core, CollectorRegistry())
+        try:
+            target = service.find(peer)
+            if target is None:
+                try:
+                    target = ReconPeer.model_validate({"address": peer})
+                except ValueError as e:
+                    err.print(f"[red]error:[/] {peer!r} is not HOST:PORT")
+                    raise typer.Exit(2) from e
+            return await service.sync(target)
+        finally:
+            await service.close()
+
+    from attester.recon.service import Report
+
+    report = asyncio.run(run())
+    db.dispose()
+    assert isinstance(report, Report)
+    out = Console()
+    out.print(
+        f"peer {report.peer}: {report.outcome}" + (f" ({report.problem})" if report.problem else "")
+    )
+    if report.remote is not None:
+        r = report.remote
+        out.print(
+            f"  peer announces version {r.version}, http port {r.http_port}, filters {r.filters}"
+        )
+    out.print(
+        f"  {report.requests} requests answered in {report.seconds:.2f} s"
+        + (" (stopped at recon_max_missing)" if report.truncated else "")
+    )
+    out.print(f"  keys the peer has and we lacked: {report.missing_here}")
+    for k in ("new", "updated", "unchanged", "rejected", "known", "not_returned", "unrequested"):
+        if report.recovered.get(k):
+            out.print(f"    {k}: {report.recovered[k]}")
+    out.print(f"  keys we told the peer it lacks (it fetches them from us): {report.missing_there}")
+    for d in report.sample_there:
+        out.print(f"    {d}")
+    if not report.completed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

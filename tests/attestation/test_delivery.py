@@ -10,8 +10,8 @@ from attester.attestation.delivery import OutboxWorker
 from attester.attestation.mail import FileTransport, transport_from_url
 from attester.config import Settings
 from attester.openpgp.types import Email
-from attester.service.attestation import mail_settings
 from attester.service.core import Core
+from attester.service.mails import mail_settings
 from attester.store.outbox import claim_due, pending_count
 from attester.store.schema import outbox
 from tests.support.keys import TestKey
@@ -32,7 +32,7 @@ def _queue(core: Core, n: int = 1) -> list[str]:
 
 def _worker(core: Core, url: str, settings: Settings) -> OutboxWorker:
     return OutboxWorker(
-        core.db.writer,
+        core.db,
         transport_from_url(url),
         mail_settings(settings),
         lambda: datetime.now(UTC),
@@ -49,7 +49,7 @@ def test_worker_sends_and_marks(
     assert anyio.run(worker.run_once) == 3
     msgs = smtp_server.wait_for(3)
     assert sorted(m["Message-ID"].strip("<>").split("@")[0] for m in msgs) == sorted(ids)
-    assert pending_count(core.db.writer) == 0
+    assert pending_count(core.db) == 0
     assert anyio.run(worker.run_once) == 0  # nothing is sent twice
 
 
@@ -58,7 +58,7 @@ def test_smtp_down_then_up(core: Core, smtp_server: LoopbackSMTPServer, settings
     _queue(core)
     worker = _worker(core, smtp_server.url(), settings)
     assert anyio.run(worker.run_once) == 0
-    with core.db.reader.connect() as c:
+    with core.db.read() as c:
         row = c.execute(outbox.select()).one()
     assert row.attempts == 1 and row.last_error and row.sent_at is None
     smtp_server.start()
@@ -73,10 +73,10 @@ def test_permanent_refusal_gives_up(
     smtp_server.refuse["u0@example.org"] = "550 5.1.1 No such user"
     _queue(core)
     assert anyio.run(_worker(core, smtp_server.url(), settings).run_once) == 0
-    with core.db.reader.connect() as c:
+    with core.db.read() as c:
         row = c.execute(outbox.select()).one()
     assert row.failed_at is not None and "550" in row.last_error
-    assert pending_count(core.db.writer) == 0
+    assert pending_count(core.db) == 0
 
 
 def test_crash_between_send_and_mark_resends_the_same_message(
@@ -88,11 +88,9 @@ def test_crash_between_send_and_mark_resends_the_same_message(
     with the same Message-ID, and the file outbox still holds one file for it."""
     [send_id] = _queue(core)
     now = datetime.now(UTC)
-    [claimed] = claim_due(core.db.writer, now, timedelta(seconds=0))
+    [claimed] = claim_due(core.db, now, timedelta(seconds=0))
     transport = FileTransport(tmp_path / "out")
-    worker = OutboxWorker(
-        core.db.writer, transport, mail_settings(settings), lambda: datetime.now(UTC)
-    )
+    worker = OutboxWorker(core.db, transport, mail_settings(settings), lambda: datetime.now(UTC))
     from attester.attestation.mail import RenderedMail, build_message
 
     first = build_message(
@@ -105,7 +103,7 @@ def test_crash_between_send_and_mark_resends_the_same_message(
     assert anyio.run(worker.run_once) == 1  # lease (0 s) is over: sent again
     files = list((tmp_path / "out").iterdir())
     assert len(files) == 1 and send_id in files[0].read_text()
-    assert pending_count(core.db.writer) == 0
+    assert pending_count(core.db) == 0
 
 
 def test_mail_survives_smtp_outage_end_to_end(

@@ -31,11 +31,11 @@ from attester.attestation.mail import (
     RenderedMail,
     SMTPTransport,
     UnknownMailKind,
-    _delivery_error,
     build_message,
     render,
     transport_from_url,
 )
+from attester.attestation.mail.transports import _delivery_error
 from attester.openpgp.types import Email, Fingerprint
 from tests.support.smtp import HOST, LoopbackSMTPServer, SelfSignedCertificate, free_port
 

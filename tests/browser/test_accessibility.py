@@ -122,10 +122,10 @@ def test_pages_meet_the_basics(
     live = branded
     attestation: Attestation = live.app.state.attestation  # its links name the live port
     published = TestKey.generate("Bob <bob@example.org>")
-    attestation.import_keyring(published.public, attest_emails=True)
+    attestation.imports.keyring(published.public, attest_emails=True)
     pending = TestKey.generate("Carol <carol@example.org>")
-    states = attestation.submit(pending.public)
-    attestation.request_verify(states.fingerprint, list(states.addresses))
+    states = attestation.submit.submit(pending.public)
+    attestation.verify.request(states.fingerprint, list(states.addresses))
     [mail] = smtp_server.wait_for(1)
 
     seen = contexts(javascript=False)  # the verify page would confirm itself

@@ -3,6 +3,8 @@ with a hand-moved clock) and the peers it federates with."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -15,6 +17,7 @@ from sqlalchemy import create_engine, select
 from attester.config import Settings
 from attester.store.db import normalise_url
 from attester.store.schema import certs, user_ids
+from tests.federation.directory import Directory, slapd
 from tests.federation.peers import AttesterPeer, Clock, attester_peer, settings_with
 from tests.support.server import AppServer, Server
 
@@ -43,6 +46,47 @@ def openpgp_org(tmp_path: Path) -> Iterator[AttesterPeer]:
     """A second Attester on loopback, acting as keys.openpgp.org (VKS)."""
     with attester_peer(tmp_path / "keys.openpgp.org") as peer:
         yield peer
+
+
+@pytest.fixture(scope="session")
+def directory() -> Iterator[Directory]:
+    """One real slapd for the session (tests add the entries they need, each under
+    addresses of its own); stopped at the end of the session."""
+    with slapd() as d:
+        yield d
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server on loopback that accepts connections and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"ldap://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for c in accepted:
+            c.close()
+        sock.close()
+
+
+def ldap(name: str, url: str, **extra: object) -> dict[str, object]:
+    return {"name": name, "kind": "ldap", "url": url, **extra}
 
 
 def vks(name: str, url: str, **extra: object) -> dict[str, object]:

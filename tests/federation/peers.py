@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from attester.config import Settings, load_settings
-from attester.service.attestation import Attestation, mail_settings
+from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.store.db import open_database, upgrade
 from tests.support import daemons
@@ -64,12 +64,12 @@ class AttesterPeer:
 
     def publish(self, key: TestKey, data: bytes | None = None) -> None:
         """Store the key with every address verified (as after the mail round trip)."""
-        s = self.attestation.import_keyring(data or key.public, attest_emails=True)
+        s = self.attestation.imports.keyring(data or key.public, attest_emails=True)
         assert s.rejected == 0
 
     def upload(self, data: bytes) -> None:
         """Store (or update) a key without verifying anything, as an upload does."""
-        s = self.attestation.import_keyring(data)
+        s = self.attestation.imports.keyring(data)
         assert s.rejected == 0
 
 
@@ -84,7 +84,7 @@ def attester_peer(directory: Path) -> Iterator[AttesterPeer]:
     )
     db = open_database(settings.database_url)
     upgrade(db)
-    attestation = Attestation(Core(settings, db), mail_settings(settings))
+    attestation = Attestation.build(Core(settings, db))
     try:
         with LiveServer.start(settings) as live:
             yield AttesterPeer(live, attestation)

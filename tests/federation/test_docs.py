@@ -22,9 +22,11 @@ def test_example_loads(example: str, tmp_path: Path) -> None:
     cfg = tmp_path / "attester.toml"
     cfg.write_text(example)
     settings = load_settings(cfg)
-    assert settings.upstreams
+    assert settings.upstreams or settings.recon_peers
+    for p in settings.recon_peers:
+        assert p.host and p.port
     for u in settings.upstreams:
-        assert u.url.startswith("http")
+        assert u.url.startswith(("http", "ldap"))
 
 
 def test_presets_and_overrides() -> None:
@@ -44,7 +46,10 @@ def test_presets_and_overrides() -> None:
     [
         (["keys.example"], "no upstream preset"),
         (["keys.openpgp.org", "keys.openpgp.org"], "same name"),
-        ([{"name": "x", "kind": "ldap", "url": "http://h"}], "kind"),
+        ([{"name": "x", "kind": "smtp", "url": "http://h"}], "kind"),
+        ([{"name": "x", "kind": "ldap", "url": "http://h"}], "ldap://"),
+        ([{"name": "x", "kind": "hkp", "url": "http://h", "starttls": True}], "ldap upstreams"),
+        ([{"name": "x", "kind": "ldap", "url": "ldaps://h", "starttls": True}], "starttls"),
         ([{"name": "x", "kind": "hkp", "url": "hkp://h"}], "http"),
         ([{"name": "a b", "kind": "hkp", "url": "http://h"}], "name"),
     ],

@@ -255,7 +255,7 @@ def test_directory_import_of_a_dump_attests_through_the_service(
     keys = [TestKey.generate(f"U{i} <u{i}@corp.example>") for i in range(5)]
     dump = io.BytesIO(gzip.compress(b"".join(k.public for k in keys)))
     summary = DumpImporter(
-        attestation, attest_emails=True, domains=["corp.example"], batch_size=2
+        attestation.core, attest_emails=True, domains=["corp.example"], batch_size=2
     ).load(dump)
     assert (summary.new, summary.attested) == (5, 5)
 
@@ -269,15 +269,19 @@ def _seed(attestation: Attestation) -> dict[str, TestKey]:
         "uploaded": TestKey.generate("U <u@example.org>"),
         "mirrored": TestKey.generate("M <m@example.org>"),
     }
-    attestation.import_keyring(keys["attested"].public, attest_emails=True, domains=["example.org"])
-    attestation.import_keyring(keys["uploaded"].public)
-    DumpImporter(attestation, mirror="keys.openpgp.org").load(io.BytesIO(keys["mirrored"].public))
+    attestation.imports.keyring(
+        keys["attested"].public, attest_emails=True, domains=["example.org"]
+    )
+    attestation.imports.keyring(keys["uploaded"].public)
+    DumpImporter(attestation.core, mirror="keys.openpgp.org").load(
+        io.BytesIO(keys["mirrored"].public)
+    )
     return keys
 
 
 def test_export_selects_shards_and_reduces(attestation: Attestation, tmp_path: Path) -> None:
     keys = _seed(attestation)
-    origins = OriginStore(attestation.core.db)
+    origins = attestation.core.origins
 
     def fprs(files: list[Path]) -> list[str]:
         out = []

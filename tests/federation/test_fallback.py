@@ -34,7 +34,7 @@ def test_a_miss_is_answered_by_keys_openpgp_org_over_vks(
     alice = TestKey.generate("Alice <alice@example.org>").with_user_id(
         "Alice <alice@unverified.example>"
     )
-    s = openpgp_org.attestation.import_keyring(
+    s = openpgp_org.attestation.imports.keyring(
         alice.public, attest_emails=True, domains=["example.org"]
     )
     assert s.attested == 1
@@ -73,7 +73,7 @@ def test_local_attestation_wins_and_nothing_is_asked(
 ) -> None:
     ours = TestKey.generate("Bob <bob@example.org>")
     theirs = TestKey.generate("Bob elsewhere <bob@example.org>")
-    attestation.import_keyring(ours.public, attest_emails=True)
+    attestation.imports.keyring(ours.public, attest_emails=True)
     openpgp_org.publish(theirs)
     with serve(upstreams=[vks(OPENPGP_ORG, openpgp_org.url)]) as live:
         r = live.client.get("/pub/bob@example.org")

@@ -111,7 +111,7 @@ def gnupg(live: LiveServer) -> Iterator[GnuPG]:
 
 
 def _published(attestation: Attestation, key: TestKey, *domains: str) -> TestKey:
-    summary = attestation.import_keyring(
+    summary = attestation.imports.keyring(
         key.public, attest_emails=True, domains=list(domains) or None
     )
     assert summary.attested >= 1
@@ -197,7 +197,7 @@ def test_recv_keys_of_a_key_with_nothing_published_imports_nothing(
     live: LiveServer, gnupg: GnuPG, attestation: Attestation
 ) -> None:
     key = TestKey.generate("Una <una@example.org>")
-    upload = attestation.submit_keyring(key.public)
+    upload = attestation.submit.keyring(key.public)
     assert upload.added[0].addresses  # stored, its address unpublished
     # The server answers with the identity-free key; GnuPG takes no key without a user ID.
     r = gnupg.run("--recv-keys", key.fingerprint)

@@ -186,7 +186,7 @@ class Comparison:
 def _import(attestation: Attestation, keys: list[bytes]) -> list[str]:
     """Keys into Attester, one upload each (as a sync peer would); their fingerprints."""
     for data in keys:
-        summary = attestation.import_keyring(data, source="sks-test")
+        summary = attestation.imports.keyring(data, source="sks-test")
         assert summary.rejected == 0, summary.reasons
     return [fingerprint_of(split_packets(data)[0].body).hex for data in keys]
 
@@ -194,7 +194,7 @@ def _import(attestation: Attestation, keys: list[bytes]) -> list[str]:
 def _compare(core: Core, sks: SKSServer, fprs: list[str]) -> Comparison:
     out = Comparison()
     for fpr in fprs:
-        stored = core.store.by_fingerprint(Fingerprint(fpr))
+        [stored] = core.store.by_fingerprint(Fingerprint(fpr))
         data = core.store.stored_data(Fingerprint(fpr))
         assert stored is not None and data is not None
         # The digest column is the digest of the stored bytes.

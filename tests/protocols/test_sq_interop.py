@@ -57,7 +57,7 @@ def sq_home(tmp_path: Path) -> Path:
 @pytest.fixture
 def sam(attestation: Attestation) -> TestKey:
     key = TestKey.generate("Sam <sam@example.org>").with_user_id("Sam <sam@hidden.example>")
-    attestation.import_keyring(key.public, attest_emails=True, domains=["example.org"])
+    attestation.imports.keyring(key.public, attest_emails=True, domains=["example.org"])
     return key
 
 
@@ -162,7 +162,7 @@ def test_sq_wkd_generate_agrees_on_names_and_packets(
         .with_user_id("Tom <t@example.org>")
         .with_user_id("Tom <tom@other.example>")
     )
-    attestation.import_keyring(key.public, attest_emails=True)
+    attestation.imports.keyring(key.public, attest_emails=True)
     ring = tmp_path / "ring.pgp"
     ring.write_bytes(key.public)
     root = tmp_path / "root"

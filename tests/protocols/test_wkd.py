@@ -28,7 +28,7 @@ def joe(attestation: Attestation) -> TestKey:
         .with_user_id("Joe <jd@example.org>")
         .with_user_id("Joe <joe.doe@other.example>")
     )
-    assert attestation.import_keyring(key.public, attest_emails=True).attested == 3
+    assert attestation.imports.keyring(key.public, attest_emails=True).attested == 3
     return key
 
 
@@ -125,17 +125,17 @@ def test_not_found(server: Server, joe: TestKey, path: str) -> None:
 
 def test_unattested_address_is_not_served(server: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Kim <kim@example.org>").with_user_id("Kim <kim@hidden.example>")
-    attestation.import_keyring(key.public, attest_emails=True, domains=["example.org"])
+    attestation.imports.keyring(key.public, attest_emails=True, domains=["example.org"])
     assert server.client.get(f"{W}/example.org/hu/{wkd_hash('kim')}").status_code == 200
     assert server.client.get(f"{W}/hidden.example/hu/{wkd_hash('kim')}").status_code == 404
 
 
 def test_revocation_takes_the_key_off_wkd(server: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Rev <rev@example.org>")
-    attestation.import_keyring(key.public, attest_emails=True)
+    attestation.imports.keyring(key.public, attest_emails=True)
     url = f"{W}/example.org/hu/{wkd_hash('rev')}"
     assert server.client.get(url).status_code == 200
-    attestation.import_keyring(key.revoked_public())
+    attestation.imports.keyring(key.revoked_public())
     assert server.client.get(url).status_code == 404
 
 
@@ -222,7 +222,7 @@ def test_keyword_naming_the_submission_address_is_not_repeated(settings: Setting
 
 def test_only_listed_domains_are_served(settings: Settings, attestation: Attestation) -> None:
     key = TestKey.generate("Lu <lu@example.org>").with_user_id("Lu <lu@other.example>")
-    attestation.import_keyring(key.public, attest_emails=True)
+    attestation.imports.keyring(key.public, attest_emails=True)
     s = settings.model_copy(update={"wkd_domains": ("Example.ORG",)})
     with AppServer.start(s) as live:
         h = wkd_hash("lu")
@@ -237,7 +237,7 @@ def test_only_listed_domains_are_served(settings: Settings, attestation: Attesta
 
 def test_no_wkd_at_all(settings: Settings, attestation: Attestation) -> None:
     key = TestKey.generate("Mo <mo@example.org>")
-    attestation.import_keyring(key.public, attest_emails=True)
+    attestation.imports.keyring(key.public, attest_emails=True)
     with AppServer.start(settings.model_copy(update={"wkd_domains": ()})) as live:
         assert live.client.get(f"{W}/example.org/hu/{wkd_hash('mo')}").status_code == 404
         assert live.client.get(f"{W}/example.org/policy").status_code == 404
@@ -249,9 +249,9 @@ def test_several_keys_per_address_are_concatenated(
     s = settings.model_copy(update={"multiple_keys_per_address": True})
     a, b = TestKey.generate("N <n@example.org>"), TestKey.generate("N <n@example.org>")
     with AppServer.start(s) as live:
-        both = Attestation(Core(s, attestation.core.db), attestation.mail)
-        both.import_keyring(a.public, attest_emails=True)
-        both.import_keyring(b.public, attest_emails=True)
+        both = Attestation.build(Core(s, attestation.core.db))
+        both.imports.keyring(a.public, attest_emails=True)
+        both.imports.keyring(b.public, attest_emails=True)
         r = live.client.get(f"{W}/example.org/hu/{wkd_hash('n')}")
         assert r.status_code == 200
         found = {str(c.fingerprint) for c in parse_certificates(r.content)}

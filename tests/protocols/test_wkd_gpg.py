@@ -88,7 +88,7 @@ def joe(attestation: Attestation) -> TestKey:
         .with_user_id("Joe <jd@example.org>")
         .with_user_id("Joe <joe@other.example>")
     )
-    assert attestation.import_keyring(key.public, attest_emails=True).attested == 3
+    assert attestation.imports.keyring(key.public, attest_emails=True).attested == 3
     return key
 
 
@@ -145,7 +145,7 @@ def test_gpg_fetch_keys_direct_uses_the_host(
     server: LiveServer, attestation: Attestation, gnupg: GnuPG
 ) -> None:
     key = TestKey.generate("Lo <lo@localhost>").with_user_id("Lo <lo@example.org>")
-    attestation.import_keyring(key.public, attest_emails=True)
+    attestation.imports.keyring(key.public, attest_emails=True)
     # dirmngr's own resolver would not read /etc/hosts the same way; the system one does.
     (gnupg.home / "dirmngr.conf").write_text("standard-resolver\n")
     port = server.base_url.rsplit(":", 1)[1]

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from attester.openpgp import parse_certificate
 from attester.openpgp.types import Email, Fingerprint, KeyID
 from attester.service.core import Core
-from attester.store.keys import AttestedBy, ImportResult
+from attester.service.ingest import ImportResult
+from attester.store.views import AttestedBy
 from tests.support.keys import TestKey
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -17,7 +18,7 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 def _merge(core: Core, data: bytes) -> ImportResult:
     cert = parse_certificate(data, core.settings.limits)
     with core.store.write() as tx:
-        return tx.merge_cert(cert, "upload", NOW).result
+        return core.ingest.merge(tx, cert, "upload", NOW).result
 
 
 def test_new_unchanged_updated(core: Core) -> None:
@@ -27,11 +28,11 @@ def test_new_unchanged_updated(core: Core) -> None:
     assert _merge(core, key.with_user_id("Alice <alice@work.example>").public) is (
         ImportResult.UPDATED
     )
-    stored = core.store.by_fingerprint(Fingerprint(key.fingerprint))
+    [stored] = core.store.by_fingerprint(Fingerprint(key.fingerprint))
     assert stored is not None
     uids = {u.uid for u in core.store.user_ids_of(stored.id)}
     assert uids == {"Alice <alice@example.org>", "Alice <alice@work.example>"}
-    assert core.store.count() == 1
+    assert core.store.stats()["keys"] == 1
 
 
 def test_lookup_paths(core: Core) -> None:
@@ -39,10 +40,10 @@ def test_lookup_paths(core: Core) -> None:
     _merge(core, key.public)
     cert = parse_certificate(key.public, core.settings.limits)
     fpr = Fingerprint(key.fingerprint)
-    by_fpr = core.store.by_fingerprint(fpr)
+    [by_fpr] = core.store.by_fingerprint(fpr)
     assert by_fpr is not None and by_fpr.fingerprint == fpr
     for sub in cert.subkeys:
-        hit = core.store.by_fingerprint(sub.fingerprint)
+        [hit] = core.store.by_fingerprint(sub.fingerprint)
         assert hit is not None and hit.fingerprint == fpr
         assert [c.fingerprint for c in core.store.by_key_id(sub.key_id)] == [fpr]
     assert [c.fingerprint for c in core.store.by_key_id(KeyID(key.key_id))] == [fpr]
@@ -58,9 +59,9 @@ def test_attest_publishes_only_attested_user_ids(core: Core) -> None:
     key = TestKey.generate("Carol <carol@example.org>").with_user_id("Carol <carol@other.example>")
     cert = parse_certificate(key.public, core.settings.limits)
     with core.store.write() as tx:
-        o = tx.merge_cert(cert, "upload", NOW)
-        done = tx.attest(
-            o.cert_id, o.cert, [Email.parse("carol@example.org")], AttestedBy.EMAIL, NOW
+        o = core.ingest.merge(tx, cert, "upload", NOW)
+        done = core.publication.attest(
+            tx, o.cert_id, o.cert, [Email.parse("carol@example.org")], AttestedBy.EMAIL, NOW
         )
     assert done == {Email.parse("carol@example.org")}
     [hit] = core.store.by_email(Email.parse("carol@example.org"))
@@ -76,14 +77,14 @@ def test_revocation_wins_and_unpublishes(core: Core) -> None:
     key = TestKey.generate("Dave <dave@example.org>")
     cert = parse_certificate(key.public, core.settings.limits)
     with core.store.write() as tx:
-        o = tx.merge_cert(cert, "upload", NOW)
-        tx.attest(o.cert_id, o.cert, cert.emails, AttestedBy.OPERATOR, NOW)
+        o = core.ingest.merge(tx, cert, "upload", NOW)
+        core.publication.attest(tx, o.cert_id, o.cert, cert.emails, AttestedBy.OPERATOR, NOW)
     assert core.store.by_email(Email.parse("dave@example.org"))
     assert _merge(core, key.revoked_public()) is ImportResult.UPDATED
     assert core.store.by_email(Email.parse("dave@example.org")) == []
     # An older, unrevoked copy does not undo the revocation.
     assert _merge(core, key.public) is ImportResult.UNCHANGED
-    stored = core.store.by_fingerprint(Fingerprint(key.fingerprint))
+    [stored] = core.store.by_fingerprint(Fingerprint(key.fingerprint))
     assert stored is not None and stored.revoked
     # Still served by fingerprint, so clients learn of the revocation.
     assert parse_certificate(stored.armored.encode(), core.settings.limits).revoked
@@ -93,8 +94,8 @@ def test_revoked_user_id_is_unpublished(core: Core) -> None:
     key = TestKey.generate("Erin <erin@example.org>").with_user_id("Erin <erin@old.example>")
     cert = parse_certificate(key.public, core.settings.limits)
     with core.store.write() as tx:
-        o = tx.merge_cert(cert, "upload", NOW)
-        tx.attest(o.cert_id, o.cert, cert.emails, AttestedBy.OPERATOR, NOW)
+        o = core.ingest.merge(tx, cert, "upload", NOW)
+        core.publication.attest(tx, o.cert_id, o.cert, cert.emails, AttestedBy.OPERATOR, NOW)
     _merge(core, key.public + key.user_id_revocation("Erin <erin@old.example>"))
     assert core.store.by_email(Email.parse("erin@old.example")) == []
     [hit] = core.store.by_email(Email.parse("erin@example.org"))
@@ -123,7 +124,7 @@ def test_twenty_concurrent_merges_lose_nothing(core: Core) -> None:
     for t in threads:
         t.join()
     assert not errors
-    stored = core.store.by_fingerprint(Fingerprint(base.fingerprint))
+    [stored] = core.store.by_fingerprint(Fingerprint(base.fingerprint))
     assert stored is not None
     uids = {u.uid for u in core.store.user_ids_of(stored.id)}
     assert uids == {"Frank <frank@example.org>"} | {
@@ -152,7 +153,7 @@ def test_concurrent_first_uploads_of_one_certificate(core: Core) -> None:
     for t in threads:
         t.join()
     assert sorted(r.value for r in results) == ["new"] + ["updated"] * 7
-    assert core.store.count() == 1
+    assert core.store.stats()["keys"] == 1
     data = core.store.stored_data(Fingerprint(base.fingerprint))
     assert data is not None
     assert len(parse_certificate(data, core.settings.limits).user_ids) == 9

@@ -47,20 +47,18 @@ class Server:
         return "/".join(self.base_url.split("/")[:3])
 
 
-def reserve_port() -> socket.socket:
-    """A socket bound to a free loopback port, not listening."""
+def reserve_port(host: str = "127.0.0.1") -> socket.socket:
+    """A socket bound to a free port of ``host`` (a loopback address), not listening."""
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((host, 0))
     return sock
 
 
-def named(settings: Settings, port: int) -> Settings:
+def named(settings: Settings, port: int, host: str = "127.0.0.1") -> Settings:
     """``settings`` with ``base_url`` naming this port, unless one is configured."""
     if settings.base_url:
         return settings
-    return settings.model_copy(
-        update={"base_url": f"http://127.0.0.1:{port}{settings.path_prefix}"}
-    )
+    return settings.model_copy(update={"base_url": f"http://{host}:{port}{settings.path_prefix}"})
 
 
 class InProcessTransport(httpx.BaseTransport):
@@ -131,14 +129,20 @@ def uvicorn_serving(app: Starlette, sock: socket.socket, *, lifespan: bool) -> I
 class LiveServer(Server):
     @classmethod
     @contextmanager
-    def start(cls, settings: Settings, **app_kwargs: object) -> Iterator[LiveServer]:
-        """A fresh app with these settings, served by uvicorn on a free loopback port."""
+    def start(
+        cls, settings: Settings, host: str = "127.0.0.1", **app_kwargs: object
+    ) -> Iterator[LiveServer]:
+        """A fresh app with these settings, served by uvicorn on a free port of ``host``
+        (another loopback address, 127.0.0.2, makes a second keyserver on this machine)."""
         # Bind first, so links in mails (base_url) can name the real port.
-        sock = reserve_port()
+        sock = reserve_port(host)
         port = sock.getsockname()[1]
-        settings = named(settings, port)
+        settings = named(settings, port, host)
+        if settings.recon_peers and not settings.recon_http_port:
+            # Recon peers fetch keys from the HTTP port we announce: this one.
+            settings = settings.model_copy(update={"recon_http_port": port})
         app = create_app(settings, **app_kwargs)  # type: ignore[arg-type]
-        base = f"http://127.0.0.1:{port}{settings.path_prefix}"
+        base = f"http://{host}:{port}{settings.path_prefix}"
         with (
             uvicorn_serving(app, sock, lifespan=True),
             httpx.Client(base_url=base, timeout=30) as client,

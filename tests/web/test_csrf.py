@@ -28,7 +28,7 @@ CROSS_SITE = [
 @pytest.fixture
 def ann(attestation: Attestation) -> TestKey:
     key = TestKey.generate("Ann <ann@example.org>")
-    attestation.import_keyring(key.public, attest_emails=True)
+    attestation.imports.keyring(key.public, attest_emails=True)
     return key
 
 

@@ -16,7 +16,7 @@ def test_manage_flow(
     live: Server, attestation: Attestation, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate("Ann <ann@example.org>").with_user_id("Ann <ann@work.example>")
-    attestation.import_keyring(key.public, attest_emails=True)
+    attestation.imports.keyring(key.public, attest_emails=True)
     assert live.client.get("/pub/ann@work.example").status_code == 200
 
     token = csrf_token(live.client, "/manage")

@@ -208,6 +208,6 @@ def test_operator_import_shows_how_addresses_were_attested(
     live: Server, attestation: Attestation
 ) -> None:
     key = TestKey.generate("Op <op@example.org>")
-    attestation.import_keyring(key.public, attest_emails=True)
+    attestation.imports.keyring(key.public, attest_emails=True)
     page = live.client.get("/search?q=op@example.org", headers=BROWSER).text
     assert "vouched for by the operator of this server" in page

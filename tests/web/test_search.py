@@ -15,7 +15,7 @@ from attester.config import Settings, load_settings
 from attester.openpgp import parse_certificate
 from attester.openpgp.types import Fingerprint
 from attester.service.attestation import Attestation
-from attester.store.keys import StoredCert
+from attester.store.views import StoredCert
 from attester.web.search import key_views
 from tests.support.keys import TestKey
 from tests.support.server import AppServer, Server
@@ -39,7 +39,7 @@ def _grouped(fpr: str) -> str:
 
 def test_a_published_key_shows_what_is_published(live: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Dana <dana@example.org>").with_user_id("Dana <dana@private.example>")
-    attestation.import_keyring(key.public, attest_emails=True, domains=["example.org"])
+    attestation.imports.keyring(key.public, attest_emails=True, domains=["example.org"])
     status, page = _search(live, "dana@example.org")
     assert status == 200
     assert _grouped(key.fingerprint) in page and key.key_id in page
@@ -60,7 +60,7 @@ def test_nothing_published_for_an_address_says_so_and_points_to_upload(
     live: Server, attestation: Attestation
 ) -> None:
     key = TestKey.generate("Eve <eve@example.org>")
-    attestation.submit(key.public)  # uploaded, never verified
+    attestation.submit.submit(key.public)  # uploaded, never verified
     status, page = _search(live, "Eve@Example.org")
     assert status == 404
     assert "No key is published for eve@example.org" in page
@@ -82,7 +82,7 @@ def test_unknown_fingerprint_key_id_and_text(live: Server) -> None:
 
 def test_a_subkey_fingerprint_finds_its_key(live: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Finn <finn@example.org>")
-    attestation.import_keyring(key.public, attest_emails=True)
+    attestation.imports.keyring(key.public, attest_emails=True)
     subkey = parse_certificate(key.public).subkeys[0].fingerprint
     status, page = _search(live, subkey.hex)
     assert status == 200 and "belongs to a subkey of this key" in page
@@ -91,7 +91,7 @@ def test_a_subkey_fingerprint_finds_its_key(live: Server, attestation: Attestati
 
 def test_a_revoked_key(live: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Gil <gil@example.org>")
-    attestation.import_keyring(key.revoked_public())
+    attestation.imports.keyring(key.revoked_public())
     status, page = _search(live, key.fingerprint)
     assert status == 200 and "Revoked" in page and "Its owner revoked this key" in page
 
@@ -128,7 +128,7 @@ def test_the_search_term_is_shown_inert(live: Server) -> None:
 
 def test_download(live: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Hal <hal@example.org>")
-    attestation.import_keyring(key.public, attest_emails=True)
+    attestation.imports.keyring(key.public, attest_emails=True)
     for path in (key.fingerprint, key.fingerprint.lower() + ".asc"):
         r = live.client.get(f"/download/{path}")
         assert r.status_code == 200

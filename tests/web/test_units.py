@@ -17,7 +17,7 @@ from attester.http.site import AA, TINTED, WHITE, Site, contrast, darkened, text
 from attester.web import apidoc
 from attester.web._request import duration, sentence
 from attester.web.about import paragraphs
-from attester.web.csrf import TOKEN_TTL, FormGuard, cross_site
+from attester.web.csrf import FormGuard, cross_site
 
 CHROME = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
 
@@ -115,7 +115,9 @@ def test_form_guard() -> None:
     assert guard.valid(token, "upload", "192.0.2.1", now + timedelta(minutes=5))
     assert not guard.valid(token, "manage", "192.0.2.1", now)  # made for another form
     assert not guard.valid(token, "upload", "198.51.100.7", now)  # another client
-    assert not guard.valid(token, "upload", "192.0.2.1", now + TOKEN_TTL + timedelta(seconds=1))
+    assert not guard.valid(
+        token, "upload", "192.0.2.1", now + guard.lifetime + timedelta(seconds=1)
+    )
     assert not guard.valid(token, "upload", "192.0.2.1", now - timedelta(minutes=5))
     assert not FormGuard(b"o" * 32).valid(token, "upload", "192.0.2.1", now)  # another key
     issued, mac = token.split(".")

@@ -51,7 +51,7 @@ def test_upload_lists_every_address_and_mails_one_per_button(
         .with_user_id("Ida <ida@work.example>")
         .with_user_id("Ida <ida@old.example>")
     )
-    attestation.import_keyring(key.public, attest_emails=True, domains=["work.example"])
+    attestation.imports.keyring(key.public, attest_emails=True, domains=["work.example"])
     data = key.public + key.user_id_revocation("Ida <ida@old.example>")  # binary, as a file
     status, page = _upload(live, file=data)
     assert status == 200 and "Your key is uploaded" in page

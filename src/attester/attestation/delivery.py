@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from anyio import to_thread
-from sqlalchemy import Engine
 
 from attester.attestation.mail import (
     MailDeliveryError,
@@ -24,6 +23,8 @@ from attester.attestation.mail import (
     RenderedMail,
     build_message,
 )
+from attester.store.db import Database
+from attester.store.errors import DatabaseUnavailable
 from attester.store.outbox import OutboxMail, claim_due, mark_failed, mark_sent
 
 log = logging.getLogger("attester.mail")
@@ -32,7 +33,7 @@ log = logging.getLogger("attester.mail")
 class OutboxWorker:
     def __init__(
         self,
-        engine: Engine,
+        db: Database,
         transport: MailTransport,
         settings: MailSettings,
         clock: Callable[[], datetime],
@@ -40,16 +41,20 @@ class OutboxWorker:
         poll_seconds: float = 1.0,
         retry_base_seconds: float = 30.0,
         max_attempts: int = 10,
-        lease: timedelta = timedelta(minutes=5),
+        lease_seconds: float = 300.0,
+        retry_max_seconds: float = 6 * 3600.0,
     ) -> None:
-        self.engine = engine
+        self.db = db
         self.transport = transport
         self.settings = settings
         self.clock = clock
         self.poll_seconds = poll_seconds
         self.retry_base = retry_base_seconds
         self.max_attempts = max_attempts
-        self.lease = lease
+        # A claimed mail is someone's for this long: past it, another worker (another app
+        # server) may take it, so it must outlast one delivery attempt.
+        self.lease = timedelta(seconds=lease_seconds)
+        self.retry_max = retry_max_seconds
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -59,14 +64,14 @@ class OutboxWorker:
             loop.call_soon_threadsafe(self._wake.set)
 
     def backoff(self, attempts: int) -> timedelta:
-        """30 s, 60 s, 2 min, ... capped at 6 hours."""
-        return timedelta(seconds=min(self.retry_base * 2 ** (attempts - 1), 6 * 3600))
+        """``retry_base`` doubled per attempt (30 s, 60 s, 2 min, ...), at most ``retry_max``."""
+        return timedelta(seconds=min(self.retry_base * 2 ** (attempts - 1), self.retry_max))
 
     async def run_once(self) -> int:
         """Send every due mail; returns how many were sent."""
         sent = 0
         while True:
-            batch = await to_thread.run_sync(claim_due, self.engine, self.clock(), self.lease)
+            batch = await to_thread.run_sync(claim_due, self.db, self.clock(), self.lease)
             if not batch:
                 return sent
             for mail in batch:
@@ -93,9 +98,9 @@ class OutboxWorker:
                 ", giving up" if give_up else "",
                 e,
             )
-            await to_thread.run_sync(mark_failed, self.engine, mail.id, str(e), now, retry_at)
+            await to_thread.run_sync(mark_failed, self.db, mail.id, str(e), now, retry_at)
             return 0
-        await to_thread.run_sync(mark_sent, self.engine, mail.id, self.clock())
+        await to_thread.run_sync(mark_sent, self.db, mail.id, self.clock())
         log.info("mail %s (%s) sent to %s", mail.send_id, mail.kind, mail.recipient)
         return 1
 
@@ -104,6 +109,8 @@ class OutboxWorker:
         while True:
             try:
                 await self.run_once()
+            except DatabaseUnavailable as e:  # said once per round; the next round retries
+                log.warning("outbox worker round skipped: %s", e)
             except Exception:  # keep the worker alive; the next round retries
                 log.exception("outbox worker round failed")
             with contextlib.suppress(TimeoutError):

@@ -7,6 +7,10 @@
   its dumps or by re-fetching the keys we know from it (pull mirroring).
 - Import/export (``DumpImporter``, ``export_dump``): keyserver dumps in and out, streamed.
 
+Upstreams are keyservers asked over HTTP (``UpstreamClient``) or company directories over
+LDAP (``LdapUpstream``), both ``GuardedUpstream``s; ``LdapRelay`` answers FlowCrypt's
+``/ldap-relay`` from the directories the operator allows, storing nothing.
+
 Nothing here marks an address as attested by this server: a peer's word is stored beside
 the certificate (``store.origins``) and served marked with its origin, and local
 attestations always win (``Core.lookup``).
@@ -32,11 +36,13 @@ from attester.federation.errors import (
     UpstreamUnreachable,
 )
 from attester.federation.fallback import Fallback
+from attester.federation.ldap import LdapDirectory, LdapUpstream
 from attester.federation.metrics import Metrics
 from attester.federation.mirror import Mirror, Mirrors, RefreshSummary
 from attester.federation.policy import DomainPolicy
+from attester.federation.relay import LdapRelay
 from attester.federation.service import Federation
-from attester.federation.upstream import Fetched, UpstreamClient
+from attester.federation.upstream import Fetched, GuardedUpstream, UpstreamClient
 
 __all__ = [
     "CircuitBreaker",
@@ -53,6 +59,10 @@ __all__ = [
     "Federation",
     "FederationError",
     "Fetched",
+    "GuardedUpstream",
+    "LdapDirectory",
+    "LdapRelay",
+    "LdapUpstream",
     "Metrics",
     "Mirror",
     "Mirrors",

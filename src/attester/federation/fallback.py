@@ -11,9 +11,9 @@
 3. Ask every eligible upstream whose circuit is not open, concurrently, and wait at most
    ``upstream_deadline_seconds`` in total; a late upstream's answer is dropped (its request
    ends at its own timeout, which is never longer than the deadline).
-4. Store what was accepted in one transaction: each certificate merged with source
-   ``upstream:<name>``, plus a ``cert_origins`` row naming the user IDs that upstream
-   published. Nothing becomes attested. Then record the answer in the cache.
+4. Store what was accepted in one transaction, through the one ingest path
+   (``Ingest.from_peer``: merged with source ``upstream:<name>``, plus the user IDs that
+   upstream published). Nothing becomes attested. Then record the answer in the cache.
 
 The core then reads the results back through the same queries as mirrored keys, so
 every source reaches the client through one decision point.
@@ -33,13 +33,12 @@ from attester.config import Settings
 from attester.federation.errors import UpstreamError
 from attester.federation.metrics import Metrics
 from attester.federation.policy import DomainPolicy
-from attester.federation.upstream import Fetched, Lookup, UpstreamClient, vouched_user_ids
+from attester.federation.upstream import Fetched, GuardedUpstream, Lookup
 from attester.openpgp import CertificateError
-from attester.service.core import Clock, utcnow
+from attester.service.core import Core
+from attester.service.ingest import vouched_user_ids
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery
-from attester.store.db import Database
-from attester.store.keys import KeyStore, Origin, OriginKind
-from attester.store.origins import OriginStore, OriginTx
+from attester.store.views import Origin, OriginKind
 
 log = logging.getLogger("attester.federation")
 
@@ -66,20 +65,19 @@ class Fallback:
     def __init__(
         self,
         settings: Settings,
-        db: Database,
-        clients: Iterable[UpstreamClient],
+        core: Core,
+        clients: Iterable[GuardedUpstream],
         metrics: Metrics,
-        clock: Clock = utcnow,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.clock = clock
-        self.store = KeyStore(db, settings.limits)
-        self.origins = OriginStore(db)
+        self.core = core
+        self.clock = core.clock
+        self.origins = core.origins
         self.policy = DomainPolicy(settings.upstream_allow_domains, settings.upstream_deny_domains)
         self.clients = list(clients)  # in the configured order
         self._pool = ThreadPoolExecutor(
-            max_workers=max(4, 8 * len(self.clients)), thread_name_prefix="upstream"
+            max_workers=settings.upstream_concurrency, thread_name_prefix="upstream"
         )
         self._guard = threading.Lock()
         self._flights: dict[str, _Flight] = {}
@@ -125,9 +123,9 @@ class Fallback:
                 if not flight.waiters:
                     del self._flights[key]
 
-    def _ask_all(self, clients: list[UpstreamClient], query: Lookup) -> tuple[list[Fetched], int]:
+    def _ask_all(self, clients: list[GuardedUpstream], query: Lookup) -> tuple[list[Fetched], int]:
         deadline = self.settings.upstream_deadline_seconds
-        futures: dict[Future[Fetched], UpstreamClient] = {
+        futures: dict[Future[Fetched], GuardedUpstream] = {
             self._pool.submit(c.fetch, query, min(c.config.timeout_seconds, deadline)): c
             for c in clients
         }
@@ -154,25 +152,16 @@ class Fallback:
     def _store(self, key: str, answers: list[Fetched], failed: int) -> None:
         now = self.clock()
         found = False
-        with self.store.write() as tx:
-            origins = OriginTx(tx)
+        with self.core.store.write() as tx:
             for answer in answers:
                 origin = Origin(OriginKind.UPSTREAM, answer.upstream)
                 for cert in answer.accepted:
                     try:
-                        outcome = tx.merge_cert(cert, origin.label, now)
+                        self.core.ingest.from_peer(tx, cert, origin, vouched_user_ids(cert), now)
                     except CertificateError as e:
                         # The merged certificate would exceed a limit: keep what is stored.
                         log.warning("certificate from %s not merged: %s", answer.upstream, e)
                         continue
-                    origins.record(
-                        outcome.cert_id,
-                        outcome.cert,
-                        origin,
-                        vouched_user_ids(cert),
-                        cert.digest,
-                        now,
-                    )
                     found = True
             # A miss stands only when some upstream really answered; if all failed, the
             # next lookup asks again (the breakers keep a dead upstream from being hammered).
@@ -182,6 +171,6 @@ class Fallback:
                     if found
                     else self.settings.upstream_miss_ttl_seconds
                 )
-                origins.remember_lookup(key, found, now, ttl)
+                tx.origins.remember_lookup(key, found, now, ttl)
         if failed and not found:
             log.info("%d upstream(s) failed or missed the deadline; nothing found", failed)

@@ -20,17 +20,16 @@ from datetime import timedelta
 
 from anyio import to_thread
 
-from attester.config import Settings
 from attester.federation.errors import CircuitOpen, UpstreamError
 from attester.federation.metrics import Metrics
-from attester.federation.upstream import UpstreamClient, vouched_user_ids
+from attester.federation.upstream import GuardedUpstream
 from attester.openpgp import CertificateError, ParsedCert
 from attester.openpgp.types import Fingerprint
-from attester.service.core import Clock, utcnow
+from attester.service.core import Core
+from attester.service.ingest import vouched_user_ids
 from attester.service.query import FingerprintQuery
-from attester.store.db import Database
-from attester.store.keys import ImportResult, KeyStore, Origin, OriginKind
-from attester.store.origins import OriginStore, OriginTx
+from attester.store.errors import DatabaseUnavailable
+from attester.store.views import Origin, OriginKind
 
 log = logging.getLogger("attester.federation")
 
@@ -53,23 +52,20 @@ class Mirror:
 
     def __init__(
         self,
-        client: UpstreamClient,
-        settings: Settings,
-        db: Database,
+        client: GuardedUpstream,
+        core: Core,
         metrics: Metrics,
-        clock: Clock = utcnow,
     ) -> None:
         self.client = client  # shared with the fallback: one circuit breaker per upstream
         self.config = client.config
         self.name = client.name
         self.metrics = metrics
-        self.clock = clock
-        self.store = KeyStore(db, settings.limits)
-        self.origins = OriginStore(db)
+        self.core = core
+        self.clock = core.clock
 
     def due(self, limit: int) -> list[Fingerprint]:
         before = self.clock() - timedelta(seconds=self.config.refresh_seconds)
-        return self.origins.due_for_refresh(self.name, before, limit)
+        return self.core.origins.due_for_refresh(self.name, before, limit)
 
     def refresh(
         self, fingerprints: Iterable[Fingerprint], stop: threading.Event | None = None
@@ -104,25 +100,17 @@ class Mirror:
         now = self.clock()
         origin = Origin(OriginKind.MIRROR, self.name)
         certs = [c for c in accepted if c.fingerprint == fpr]
-        with self.store.write() as tx:
-            origins = OriginTx(tx)
+        with self.core.store.write() as tx:
             if not certs:
-                origins.withdraw(fpr, self.name, now)
+                self.core.ingest.withdraw(tx, fpr, self.name, now)
                 return "withdrawn"
             cert = certs[0]
             try:
-                outcome = tx.merge_cert(cert, origin.label, now)
+                merged = self.core.ingest.from_peer(tx, cert, origin, vouched_user_ids(cert), now)
             except CertificateError as e:
                 log.warning("mirror refresh of %s not merged: %s", fpr, e)
                 return "failed"
-            origins.record(
-                outcome.cert_id, outcome.cert, origin, vouched_user_ids(cert), cert.digest, now
-            )
-        return {
-            ImportResult.NEW: "new",
-            ImportResult.UPDATED: "updated",
-            ImportResult.UNCHANGED: "unchanged",
-        }[outcome.result]
+        return merged.result.value
 
 
 class Mirrors:
@@ -155,6 +143,8 @@ class Mirrors:
                 # cancel scope (app.py) it waits for the round's thread instead of
                 # abandoning it with a database connection checked out.
                 await to_thread.run_sync(self.run_once)
+            except DatabaseUnavailable as e:  # said once per round; the next round retries
+                log.warning("pull mirroring round skipped: %s", e)
             except Exception:  # a bad round must not end mirroring for good
                 log.exception("pull mirroring round failed")
             await asyncio.sleep(self.tick_seconds)

@@ -1,6 +1,7 @@
 """What the application runs for federation, built once in its lifespan: the HTTP client
-for upstreams, one client (and circuit breaker) per configured upstream, the fallback the
-core asks on a local miss, the pull mirrors, and their metrics."""
+for upstreams, one client (and circuit breaker) per configured upstream (HTTP or LDAP), the
+fallback the core asks on a local miss, the pull mirrors, the LDAP relay of FlowCrypt's
+browser, and their metrics."""
 
 from __future__ import annotations
 
@@ -10,19 +11,19 @@ from attester import __version__
 from attester.config import Settings
 from attester.federation.breaker import CircuitBreaker
 from attester.federation.fallback import Fallback
+from attester.federation.ldap import LdapUpstream
 from attester.federation.metrics import Metrics
 from attester.federation.mirror import Mirror, Mirrors
-from attester.federation.upstream import UpstreamClient
-from attester.service.core import Clock, utcnow
-from attester.store.db import Database
+from attester.federation.relay import LdapRelay
+from attester.federation.upstream import GuardedUpstream, UpstreamClient
+from attester.service.core import Core
 
 
 class Federation:
     def __init__(
         self,
         settings: Settings,
-        db: Database,
-        clock: Clock = utcnow,
+        core: Core,
         *,
         metrics: Metrics | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -33,39 +34,40 @@ class Federation:
             follow_redirects=True,
             max_redirects=3,
             headers={"User-Agent": f"Attester/{__version__} (federation)"},
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            limits=httpx.Limits(
+                max_connections=settings.upstream_max_connections,
+                max_keepalive_connections=settings.upstream_keepalive_connections,
+            ),
         )
-        self.clients = {
-            u.name: UpstreamClient(
-                u,
-                self.http,
-                settings.limits,
-                self.metrics,
-                CircuitBreaker(
-                    settings.upstream_breaker_failures, settings.upstream_breaker_reset_seconds
-                ),
+        self.clients: dict[str, GuardedUpstream] = {}
+        for u in settings.upstreams:
+            breaker = CircuitBreaker(
+                settings.upstream_breaker_failures, settings.upstream_breaker_reset_seconds
             )
-            for u in settings.upstreams
-        }
+            self.clients[u.name] = (
+                LdapUpstream(
+                    u, settings.limits, self.metrics, breaker, max_results=settings.ldap_max_results
+                )
+                if u.kind == "ldap"
+                else UpstreamClient(u, self.http, settings.limits, self.metrics, breaker)
+            )
         # Nothing leaves the server unless the operator configured an upstream.
         self.fallback = (
-            Fallback(settings, db, self.clients.values(), self.metrics, clock)
-            if self.clients
-            else None
+            Fallback(settings, core, self.clients.values(), self.metrics) if self.clients else None
         )
         mirrors = [
-            Mirror(c, settings, db, self.metrics, clock)
+            Mirror(c, core, self.metrics)
             for c in self.clients.values()
             if c.config.refresh_seconds > 0
         ]
         self.mirrors = Mirrors(mirrors) if mirrors else None
-        self._settings = settings
-        self._db = db
-        self._clock = clock
+        # /ldap-relay only for the directories the operator listed: never an open relay.
+        self.relay = LdapRelay(settings, self.metrics) if settings.ldap_relay_servers else None
+        self._core = core
 
     def mirror(self, name: str) -> Mirror:
         """Pull mirroring of one configured upstream, scheduled or not (the CLI)."""
-        return Mirror(self.clients[name], self._settings, self._db, self.metrics, self._clock)
+        return Mirror(self.clients[name], self._core, self.metrics)
 
     def close(self) -> None:
         if self.mirrors is not None:

@@ -114,12 +114,6 @@ def _mismatch(query: Lookup, cert: ParsedCert) -> Refusal | None:
     return None
 
 
-def vouched_user_ids(cert: ParsedCert) -> list[bytes]:
-    """The user IDs an upstream published with a certificate: every valid, unrevoked one
-    it sent (a VKS server sends only those it verified)."""
-    return [u.raw for u in cert.user_ids if not u.revoked]
-
-
 @contextmanager
 def _mapped(name: str) -> Iterator[None]:
     """The one place ``httpx`` exceptions become federation errors."""
@@ -135,20 +129,23 @@ def _mapped(name: str) -> Iterator[None]:
         raise UpstreamUnreachable(name, f"the request failed ({type(e).__name__})") from e
 
 
-class UpstreamClient:
-    """Requests to one configured upstream, guarded by its circuit breaker and counted."""
+class GuardedUpstream:
+    """One configured upstream as the fallback and the mirrors see it: asked through
+    ``fetch``, guarded by its circuit breaker, counted, and its answer checked. Subclasses
+    say how to ask (``_answer``): over HTTP (``UpstreamClient``) or LDAP
+    (``federation.ldap.LdapUpstream``)."""
 
     def __init__(
         self,
         config: Upstream,
-        http: httpx.Client,
         limits: Limits,
         metrics: Metrics,
         breaker: CircuitBreaker,
+        *,
+        name: str | None = None,  # the metrics label; the configured name by default
     ) -> None:
         self.config = config
-        self.name = config.name
-        self.http = http
+        self.name = name or config.name
         self.metrics = metrics
         self.breaker = breaker
         # An answer may hold several certificates (HKP by address); each is bounded alone.
@@ -169,7 +166,7 @@ class UpstreamClient:
             raise CircuitOpen(self.name, "skipped: too many recent failures")
         start = time.monotonic()
         try:
-            body = self._get(query, timeout)
+            blocks = self._answer(query, timeout)
         except UpstreamError as e:
             self.breaker.failure()
             outcome = {UpstreamTimeout: "timeout", UpstreamUnreachable: "unreachable"}
@@ -182,14 +179,43 @@ class UpstreamClient:
             )
         self.breaker.success()
         self.metrics.circuit_open.labels(self.name).set(0)
-        if body is None:
+        if blocks is None:
             self.metrics.requests.labels(self.name, "not_found").inc()
             return Fetched(self.name, ())
-        accepted, refused = check(query, body, self.limits)
+        accepted: list[ParsedCert] = []
+        refused: list[Refusal] = []
+        for block in blocks:  # each on its own: garbage in one spoils none of the others
+            good, bad = check(query, block, self.limits)
+            accepted += good
+            refused += bad
         for r in refused:
             self.metrics.refused_certificates.labels(self.name, r.reason).inc()
         self.metrics.requests.labels(self.name, "found" if accepted else "not_found").inc()
         return Fetched(self.name, tuple(accepted), tuple(refused))
+
+    def _answer(self, query: Lookup, timeout: float) -> list[bytes] | None:
+        """What the upstream sent for ``query``, as blocks each checked on its own, or None
+        when it has no such key. Raises ``UpstreamError``."""
+        raise NotImplementedError
+
+
+class UpstreamClient(GuardedUpstream):
+    """A VKS or HKP keyserver, asked over ``httpx``."""
+
+    def __init__(
+        self,
+        config: Upstream,
+        http: httpx.Client,
+        limits: Limits,
+        metrics: Metrics,
+        breaker: CircuitBreaker,
+    ) -> None:
+        super().__init__(config, limits, metrics, breaker)
+        self.http = http
+
+    def _answer(self, query: Lookup, timeout: float) -> list[bytes] | None:
+        body = self._get(query, timeout)
+        return None if body is None else [body]
 
     def _get(self, query: Lookup, timeout: float) -> bytes | None:
         path, params = request_for(self.config.kind, query)

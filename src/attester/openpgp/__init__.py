@@ -6,6 +6,8 @@ See docs/openpgp.md for what "valid" means and what is served.
 
 from attester.openpgp.certificates import (
     armor,
+    armor_joined,
+    armor_joined_size,
     merge,
     parse_certificate,
     parse_certificates,
@@ -27,7 +29,7 @@ from attester.openpgp.errors import (
     SecretKeyMaterial,
     Unparsable,
 )
-from attester.openpgp.model import KeyInfo, Limits, ParsedCert, Rejected, UserIDInfo
+from attester.openpgp.model import KeyInfo, Limits, ParsedCert, Rejected, ServedForm, UserIDInfo
 from attester.openpgp.types import Email, Fingerprint, KeyID, email_from_user_id
 
 __all__ = [
@@ -49,9 +51,12 @@ __all__ = [
     "ParsedCert",
     "Rejected",
     "SecretKeyMaterial",
+    "ServedForm",
     "Unparsable",
     "UserIDInfo",
     "armor",
+    "armor_joined",
+    "armor_joined_size",
     "email_from_user_id",
     "merge",
     "parse_certificate",

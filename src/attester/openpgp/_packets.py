@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import binascii
 import re
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import BinaryIO, NamedTuple
 
 from attester.openpgp.errors import Unparsable
 
@@ -62,11 +63,36 @@ def _truncated(offset: int) -> Unparsable:
     )
 
 
+def _length_octets(first: int) -> int:
+    """How many octets a new-format length takes, given its first octet (RFC 9580 4.2.1)."""
+    return 1 if first < 192 or 224 <= first < 255 else 2 if first < 224 else 5
+
+
+def _new_length(octets: bytes | memoryview, i: int) -> tuple[int, bool]:
+    """The new-format length at ``octets[i]`` (all its octets present): the length and
+    whether it is a partial body chunk (more chunks follow)."""
+    first = octets[i]
+    if first < 192:
+        return first, False
+    if first < 224:
+        return ((first - 192) << 8) + octets[i + 1] + 192, False
+    if first == 255:
+        return int.from_bytes(octets[i + 1 : i + 5], "big"), False
+    return 1 << (first & 0x1F), True
+
+
+def _not_openpgp(offset: int) -> Unparsable:
+    return Unparsable(
+        f"byte {offset} is not the start of an OpenPGP packet; this is not OpenPGP data"
+    )
+
+
 def split_packets(data: bytes) -> list[RawPacket]:
     """Every top-level packet of ``data``, in order. Raises ``Unparsable`` on broken framing.
 
     Handles both header formats and partial body lengths; packets keep their tag whatever it
-    is, so callers decide what to do with private (60-63) and unknown tags.
+    is, so callers decide what to do with private (60-63) and unknown tags. ``read_packets``
+    frames a stream the same way, with the same length decoding.
     """
     out: list[RawPacket] = []
     append = out.append
@@ -76,45 +102,24 @@ def split_packets(data: bytes) -> list[RawPacket]:
         start = i
         ctb = data[i]
         if not ctb & 0x80:
-            raise Unparsable(
-                f"byte {i} is not the start of an OpenPGP packet; this is not OpenPGP data"
-            )
+            raise _not_openpgp(i)
         i += 1
         if ctb & 0x40:
-            # OpenPGP (new) format: 6-bit tag, then one of four length encodings.
+            # OpenPGP (new) format: 6-bit tag, then lengths until one is not partial.
             tag = ctb & 0x3F
             chunks: list[bytes] = []
             while True:
-                if i >= n:
+                if i >= n or i + _length_octets(data[i]) > n:
                     raise _truncated(start)
-                first = data[i]
-                if first < 192:
-                    length = first
-                    i += 1
-                elif first < 224:
-                    if i + 1 >= n:
-                        raise _truncated(start)
-                    length = ((first - 192) << 8) + data[i + 1] + 192
-                    i += 2
-                elif first == 255:
-                    if i + 4 >= n:
-                        raise _truncated(start)
-                    length = int.from_bytes(data[i + 1 : i + 5], "big")
-                    i += 5
-                else:
-                    # Partial body length: a chunk of 2**k bytes, more chunks follow.
-                    size = 1 << (first & 0x1F)
-                    i += 1
-                    if i + size > n:
-                        raise _truncated(start)
-                    chunks.append(data[i : i + size])
-                    i += size
-                    continue
+                width = _length_octets(data[i])
+                length, partial = _new_length(data, i)
+                i += width
                 if i + length > n:
                     raise _truncated(start)
                 chunks.append(data[i : i + length])
                 i += length
-                break
+                if not partial:
+                    break
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         else:
             # Legacy format: 4-bit tag, length type in the low two bits.
@@ -135,6 +140,87 @@ def split_packets(data: bytes) -> list[RawPacket]:
             i += length
         append(RawPacket(tag, body))
     return out
+
+
+class Oversized(NamedTuple):
+    """A packet whose body was over the reader's limit: skipped while read, never held."""
+
+    tag: int
+    length: int
+
+
+_CHUNK = 1 << 16
+
+
+class _Stream:
+    """Exact reads from a binary stream, counting the offset for error messages."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.read = stream.read
+        self.offset = 0
+        self.start = 0  # of the packet being read
+
+    def take(self, n: int) -> bytes:
+        data = self.read(n)
+        if len(data) != n:
+            raise _truncated(self.start)
+        self.offset += n
+        return data
+
+    def skip(self, n: int) -> None:
+        while n > 0:
+            n -= len(self.take(min(n, _CHUNK)))
+
+
+def read_packets(stream: BinaryIO, max_body: int) -> Iterator[RawPacket | Oversized]:
+    """The packets of ``stream`` one at a time, framed as ``split_packets`` frames them; a
+    body over ``max_body`` bytes is skipped while it is read and reported as ``Oversized``,
+    so memory stays bounded however large a dump or a hostile packet is. Raises
+    ``Unparsable`` on broken framing; an indeterminate-length packet, which no
+    certificate packet may have, is broken framing here."""
+    s = _Stream(stream)
+    while True:
+        head = s.read(1)
+        if not head:
+            return
+        s.start = s.offset
+        s.offset += 1
+        ctb = head[0]
+        if not ctb & 0x80:
+            raise _not_openpgp(s.start)
+        kept: list[bytes] = []
+        total = 0
+        if ctb & 0x40:
+            tag = ctb & 0x3F
+            while True:
+                octets = s.take(1)
+                octets += s.take(_length_octets(octets[0]) - 1)
+                length, partial = _new_length(octets, 0)
+                total += length
+                if total > max_body:
+                    s.skip(length)
+                    kept = []
+                else:
+                    kept.append(s.take(length))
+                if not partial:
+                    break
+        else:
+            tag = (ctb >> 2) & 0x0F
+            ltype = ctb & 0x03
+            if ltype == 3:
+                raise Unparsable(
+                    f"the packet at byte {s.start} has an indeterminate length, which no "
+                    "certificate packet may have"
+                )
+            total = int.from_bytes(s.take(1 << ltype), "big")
+            if total > max_body:
+                s.skip(total)
+            else:
+                kept.append(s.take(total))
+        if total > max_body:
+            yield Oversized(tag, total)
+        else:
+            yield RawPacket(tag, kept[0] if len(kept) == 1 else b"".join(kept))
 
 
 _BEGIN = re.compile(rb"^-----BEGIN PGP ([A-Z0-9 ,/]+)-----$")

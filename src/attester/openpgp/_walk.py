@@ -1,4 +1,6 @@
-"""The component walk: which user IDs and subkeys are validly bound, and what is served.
+"""The component walk: Sequoia's canonical form split into components, each with the
+signatures that belong to it, and which of those signatures count as self-signatures.
+``_validity`` reads what the components say; ``_served`` decides what lookups get.
 
 Validity here never asks Sequoia's policy layer: ``Cert.user_ids`` judges "now" under the
 standard policy and raises when no binding passes it (SHA-1 bindings, for instance, and 102
@@ -18,15 +20,12 @@ expired and old keys and leave the judgement to clients. Instead:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 from attester.openpgp import _large_rsa
 from attester.openpgp._keys import (
-    ENCRYPTION_ALGORITHMS,
-    SIGNING_ALGORITHMS,
     KeyPacket,
     parse_key,
 )
@@ -42,32 +41,20 @@ from attester.openpgp._sequoia import canonicalise
 from attester.openpgp._signature import (
     CERTIFICATION_REVOCATION,
     DIRECT_KEY,
-    EMBEDDED_SIGNATURE,
-    ISSUER_FINGERPRINT,
-    ISSUER_KEY_ID,
     KEY_REVOCATION,
     MD5,
     SUBKEY_BINDING,
     SUBKEY_REVOCATION,
     USER_ID_CERTIFICATIONS,
-    SigFields,
     SigInfo,
-    encode_subpacket,
     parse_signature,
-    read_subpackets,
-    signature_fields,
 )
 from attester.openpgp.errors import Unparsable
-from attester.openpgp.model import KeyInfo, UserIDInfo
-from attester.openpgp.types import Fingerprint, email_from_user_id
+from attester.openpgp.types import Fingerprint
 
-# Key flags (RFC 9580 5.2.3.29), first octet.
-_FLAG_SIGN = 0x02
-_FLAG_ENCRYPT = 0x04 | 0x08  # communications | storage
-
-_USER_ID_SIGS = USER_ID_CERTIFICATIONS | {CERTIFICATION_REVOCATION}
-_PRIMARY_SIGS = frozenset({DIRECT_KEY, KEY_REVOCATION})
-_SUBKEY_SIGS = frozenset({SUBKEY_BINDING, SUBKEY_REVOCATION})
+USER_ID_SIGS = USER_ID_CERTIFICATIONS | {CERTIFICATION_REVOCATION}
+PRIMARY_SIGS = frozenset({DIRECT_KEY, KEY_REVOCATION})
+SUBKEY_SIGS = frozenset({SUBKEY_BINDING, SUBKEY_REVOCATION})
 
 
 class Sig(NamedTuple):
@@ -85,10 +72,10 @@ class Component:
 
     def valid(self, types: Collection[int]) -> list[SigInfo]:
         """The self-signatures of one of ``types`` that count (see the module docstring)."""
-        return [s.info for s in self.sigs if s.info is not None and _counts(s, types)]
+        return [s.info for s in self.sigs if s.info is not None and counts(s, types)]
 
 
-def _counts(sig: Sig, types: Collection[int]) -> bool:
+def counts(sig: Sig, types: Collection[int]) -> bool:
     info = sig.info
     return (
         sig.by_primary
@@ -143,8 +130,11 @@ class Walk:
     def fingerprint(self) -> Fingerprint:
         return self.key.fingerprint
 
-    def stored_packets(self, max_signatures: int, max_bytes: int) -> tuple[list[RawPacket], int]:
-        """What we store, and how many third-party certifications did not fit.
+    def stored_packets(
+        self, max_signatures: int, max_bytes: int, max_unbound: int = 1 << 30
+    ) -> tuple[list[RawPacket], int, int]:
+        """What we store, how many third-party certifications did not fit, and how many
+        components nobody validly bound were left out.
 
         The certificate without bad signatures and unreadable packets, each signature as it
         was uploaded (``_sequoia._originals``). Third-party certifications and user
@@ -157,10 +147,27 @@ class Walk:
         certifications until it fits. Otherwise whoever floods a user ID up to a limit would
         lock its owner out of every later update (the limits themselves are then checked on
         the result, so self-signatures alone never get trimmed).
+
+        User IDs, user attributes and subkeys that carry no self-signature of their kind
+        (unbound: anybody can append them, with third-party certifications) are kept only
+        up to ``max_unbound`` per certificate, so nobody can pad someone else's key until
+        its owner hits a limit.
         """
         parts: list[tuple[RawPacket, bool]] = []  # (packet, a third-party certification)
-        dropped = 0
-        for c in (self.primary, *self.user_ids, *self.user_attributes, *self.subkeys):
+        dropped = unbound = 0
+        components = [
+            *((c, USER_ID_SIGS) for c in (*self.user_ids, *self.user_attributes)),
+            *((c, SUBKEY_SIGS) for c in self.subkeys),
+        ]
+        owned = [self.primary]
+        for c, types in components:
+            if c.valid(types):
+                owned.append(c)
+            elif unbound < max_unbound:
+                unbound += 1
+                owned.append(c)
+        left_out = len(components) + 1 - len(owned)
+        for c in owned:
             parts.append((c.packet, False))
             sigs = [(s, p) for s in c.sigs for p in self.originals.get(s.packet, (s.packet,))]
             if len(sigs) > max_signatures:
@@ -181,7 +188,7 @@ class Walk:
                 size -= _encoded_size(p)
             dropped += len(gone)
             parts = [(p, third) for p, third in parts if p not in gone]
-        return [p for p, _ in parts], dropped
+        return [p for p, _ in parts], dropped, left_out
 
 
 def _encoded_size(p: RawPacket) -> int:
@@ -307,248 +314,3 @@ def _is_large_rsa(packet: RawPacket) -> bool:
     except ValueError:
         return False
     return _large_rsa.applies(k.algorithm, k.bits)
-
-
-def _time(ts: int) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def _recency(s: SigInfo) -> tuple[int, bool, bool, int, bool, int]:
-    """Order of self-signatures, newest last. Signatures made in the same second (a tool
-    re-signing everything at once) are ordered by what they say, most lasting last, so the
-    result never depends on the order Sequoia wrote them in."""
-    return (
-        s.created or 0,
-        s.primary_user_id,
-        s.key_expiry is None,
-        s.key_expiry or 0,
-        s.sig_expiry is None,
-        s.sig_expiry or 0,
-    )
-
-
-def _latest(sigs: Iterable[SigInfo]) -> SigInfo | None:
-    return max(sigs, key=_recency, default=None)
-
-
-def _capabilities(binding: SigInfo | None, algorithm: int) -> tuple[bool, bool]:
-    """(can_encrypt, can_sign) from the binding's key flags, or — when it has none, as
-    signatures made before key flags existed — from what the algorithm can do."""
-    if binding is not None and binding.key_flags is not None:
-        return bool(binding.key_flags & _FLAG_ENCRYPT), bool(binding.key_flags & _FLAG_SIGN)
-    return algorithm in ENCRYPTION_ALGORITHMS, algorithm in SIGNING_ALGORITHMS
-
-
-def _key_expiry(key: KeyPacket, binding: SigInfo | None) -> datetime | None:
-    if binding is None or binding.key_expiry is None:
-        return None
-    return _time(key.created + binding.key_expiry)
-
-
-class Evaluation(NamedTuple):
-    primary: KeyInfo
-    subkeys: tuple[KeyInfo, ...]
-    user_ids: tuple[UserIDInfo, ...]
-    usable: bool  # at least one valid self-signature binds or revokes something
-    ignored: tuple[str, ...]
-
-
-def evaluate(w: Walk) -> Evaluation:
-    """Validity of every component of ``w``, as the model reports it."""
-    ignored: list[str] = []
-
-    # User IDs. User attributes (photos) are never identities, so they are not evaluated.
-    user_ids: list[UserIDInfo] = []
-    uid_bindings: list[tuple[UserIDInfo, SigInfo]] = []
-    for c in w.user_ids:
-        text = c.packet.body.decode("utf-8", errors="replace")
-        latest = _latest(c.valid(USER_ID_CERTIFICATIONS))
-        if latest is None or latest.created is None:
-            ignored.append(f"user ID {text[:100]!r} has no valid self-signature")
-            continue
-        created = latest.created
-        revoked = any((r.created or 0) >= created for r in c.valid((CERTIFICATION_REVOCATION,)))
-        info = UserIDInfo(
-            raw=c.packet.body,
-            text=text,
-            email=email_from_user_id(text),
-            created=_time(created),
-            expires=_time(created + latest.sig_expiry) if latest.sig_expiry else None,
-            revoked=revoked,
-            primary=latest.primary_user_id,
-        )
-        user_ids.append(info)
-        uid_bindings.append((info, latest))
-    if w.user_attributes:
-        ignored.append(
-            f"{len(w.user_attributes)} user attribute(s) (photos) are stored, never served"
-        )
-
-    # The primary key. Its expiry and flags come from the owner's newest statement about it:
-    # the newest of its direct-key signatures and of the latest bindings of its (unrevoked)
-    # user IDs. RFC 9580 points at the primary user ID's binding, but owners who extend
-    # their key often re-sign only some user IDs, and GnuPG, like us, takes the newest.
-    direct = w.primary.valid((DIRECT_KEY,))
-    key_revocations = w.primary.valid((KEY_REVOCATION,))
-    live = [b for u, b in uid_bindings if not u.revoked] or [b for _, b in uid_bindings]
-    key_binding = _latest([*direct, *live])
-    can_encrypt, can_sign = _capabilities(key_binding, w.key.algorithm)
-    primary = KeyInfo(
-        fingerprint=w.key.fingerprint,
-        key_id=w.key.fingerprint.key_id,
-        algorithm=w.key.algorithm,
-        algorithm_name=w.key.algorithm_name,
-        bits=w.key.bits,
-        created=_time(w.key.created),
-        expires=_key_expiry(w.key, key_binding),
-        # Any valid self-revocation revokes the certificate, whatever its reason: a revoked
-        # certificate must look revoked everywhere, and a newer self-signature cannot undo it.
-        revoked=bool(key_revocations),
-        can_encrypt=can_encrypt,
-        can_sign=can_sign,
-    )
-
-    subkeys: list[KeyInfo] = []
-    for c in w.subkeys:
-        try:
-            key = parse_key(c.packet.body)
-        except ValueError as e:
-            ignored.append(f"a subkey could not be read: {e}")
-            continue
-        binding = _latest(c.valid((SUBKEY_BINDING,)))
-        if binding is None or binding.created is None:
-            ignored.append(f"subkey {key.fingerprint} has no valid binding signature")
-            continue
-        # As for the primary key, any valid self-revocation revokes the subkey, even one older
-        # than the latest binding and with a "soft" reason: GnuPG agrees ("it is not possible
-        # to un-revoke a subkey"), and a keyserver errs on the side of revoked.
-        revoked = bool(c.valid((SUBKEY_REVOCATION,)))
-        can_encrypt, can_sign = _capabilities(binding, key.algorithm)
-        subkeys.append(
-            KeyInfo(
-                fingerprint=key.fingerprint,
-                key_id=key.fingerprint.key_id,
-                algorithm=key.algorithm,
-                algorithm_name=key.algorithm_name,
-                bits=key.bits,
-                created=_time(key.created),
-                expires=_key_expiry(key, binding),
-                revoked=revoked,
-                can_encrypt=can_encrypt,
-                can_sign=can_sign,
-            )
-        )
-
-    if w.bad_signatures:
-        ignored.append(f"{w.bad_signatures} signature(s) that did not verify were dropped")
-    if w.unparsed:
-        ignored.append(f"{w.unparsed} packet(s) that could not be parsed were dropped")
-    usable = bool(user_ids or subkeys or direct or key_revocations)
-    return Evaluation(primary, tuple(subkeys), tuple(user_ids), usable, tuple(ignored))
-
-
-def publishable_packets(w: Walk, attested: Collection[bytes]) -> list[RawPacket]:
-    """The certificate as lookups serve it: the primary key with its direct-key
-    self-signatures and self-revocations; the validly bound user IDs whose exact bytes are in
-    ``attested``, each with only its own self-signatures and self-revocations; every validly
-    bound subkey with its bindings and revocations. No third-party certification (certificate
-    flooding, CVE-2019-13050), no user attribute, no bad signature, no unknown packet, and
-    no unhashed subpacket anybody but the key owner could have added (``_served``)."""
-    key_id = bytes.fromhex(w.key.fingerprint.key_id.hex)
-    fpr_value = bytes((w.key.version,)) + bytes.fromhex(w.key.fingerprint.hex)
-
-    def sigs(c: Component, types: Collection[int]) -> list[RawPacket]:
-        return [_served(s.packet, key_id, fpr_value) for s in c.sigs if _counts(s, types)]
-
-    out = [w.primary.packet, *sigs(w.primary, _PRIMARY_SIGS)]
-    for c in w.user_ids:
-        if c.packet.body in attested and c.valid(USER_ID_CERTIFICATIONS):
-            out += [c.packet, *sigs(c, _USER_ID_SIGS)]
-    for c in w.subkeys:
-        if c.valid((SUBKEY_BINDING,)):
-            try:
-                parse_key(c.packet.body)
-            except ValueError:
-                continue
-            out += [c.packet, *(_one_backsig(w, c, p) for p in sigs(c, _SUBKEY_SIGS))]
-    return out
-
-
-def _one_backsig(w: Walk, subkey: Component, p: RawPacket) -> RawPacket:
-    """A served subkey binding with the one back-signature that verifies, when its unhashed
-    area carries several.
-
-    GnuPG checks only the first back-signature it finds. Anybody can add one to the unsigned
-    area, and Sequoia merges unhashed areas, so a bogus one could come first and make GnuPG
-    refuse every signature of the subkey. Each candidate is tried alone; the first that makes
-    the binding verify is kept.
-    """
-    fields = signature_fields(p.body)
-    if fields is None:
-        return p
-    unhashed = read_subpackets(p.body[fields.unhashed_start : fields.unhashed_end])
-    embedded = [v for t, v in unhashed if t == EMBEDDED_SIGNATURE]
-    if len(embedded) < 2:
-        return p
-    others = [(t, v) for t, v in unhashed if t != EMBEDDED_SIGNATURE]
-    for candidate in embedded:
-        trial = _with_unhashed(p, fields, [*others, (EMBEDDED_SIGNATURE, candidate)])
-        if _binding_verifies(w, subkey.packet, trial):
-            return trial
-    return _with_unhashed(p, fields, others)
-
-
-def _binding_verifies(w: Walk, subkey: RawPacket, binding: RawPacket) -> bool:
-    if _large_rsa.applies(w.key.algorithm, w.key.bits):
-        try:
-            info = parse_signature(binding.body)
-        except ValueError:
-            return False
-        found = _large_rsa.rescue(w.primary.packet.body, [(binding, info)], [], [subkey])
-        return bool(found)
-    try:
-        return binding in canonicalise([w.primary.packet, subkey, binding]).good
-    except Unparsable:
-        return False
-
-
-def _with_unhashed(
-    p: RawPacket, fields: SigFields, subpackets: list[tuple[int, bytes]]
-) -> RawPacket:
-    area = b"".join(encode_subpacket(t, v) for t, v in subpackets)
-    width = fields.unhashed_start - fields.hashed_end
-    body = (
-        p.body[: fields.hashed_end]
-        + len(area).to_bytes(width, "big")
-        + area
-        + p.body[fields.unhashed_end :]
-    )
-    return RawPacket(p.tag, body)
-
-
-def _served(p: RawPacket, key_id: bytes, fpr_value: bytes) -> RawPacket:
-    """A self-signature with its unhashed area reduced to what clients need: the issuer
-    naming the primary key and embedded back-signatures.
-
-    The unhashed area is not signed, and Sequoia folds the unhashed areas of duplicate
-    signatures together, so a stored binding may carry subpackets a third party added. An
-    extra issuer there is harmless to us but not to every client: GnuPG takes the first
-    issuer key id it finds, and would no longer see the binding as a self-signature.
-    """
-    fields = signature_fields(p.body)
-    if fields is None:
-        return p  # v3: nothing unhashed
-    try:
-        subpackets = read_subpackets(p.body[fields.unhashed_start : fields.unhashed_end])
-    except ValueError:
-        subpackets = []
-    kept: list[tuple[int, bytes]] = []
-    seen: set[int] = set()
-    for typ, value in subpackets:
-        mine = (typ == ISSUER_KEY_ID and value == key_id) or (
-            typ == ISSUER_FINGERPRINT and value == fpr_value
-        )
-        if (mine and typ not in seen) or typ == EMBEDDED_SIGNATURE:
-            kept.append((typ, value))
-            seen.add(typ)
-    return _with_unhashed(p, fields, kept)

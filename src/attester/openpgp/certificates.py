@@ -13,7 +13,8 @@ Every entry point works the same way:
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import base64
+from collections.abc import Collection, Iterable, Iterator
 
 from attester.openpgp._keys import fingerprint_of
 from attester.openpgp._packets import (
@@ -25,12 +26,15 @@ from attester.openpgp._packets import (
     USER_ATTRIBUTE,
     USER_ID,
     RawPacket,
+    dearmor,
     decode,
     encode_packets,
     split_packets,
 )
 from attester.openpgp._sequoia import armor as _armor
-from attester.openpgp._walk import evaluate, publishable_packets, walk
+from attester.openpgp._served import served_form
+from attester.openpgp._validity import evaluate
+from attester.openpgp._walk import walk
 from attester.openpgp.digest import _digest_packets
 from attester.openpgp.errors import (
     CertificateError,
@@ -145,11 +149,18 @@ def _check_limits(packets: list[RawPacket], limits: Limits) -> None:
                 raise LimitExceeded(f"the certificate has more than {limits.max_subkeys} subkeys")
 
 
-def _parse_one(packets: list[RawPacket], limits: Limits, foreign: int = 0) -> ParsedCert:
-    """Steps 3 and 4 for one certificate. Raises a ``CertificateError``."""
-    _check_limits(packets, limits)
+def _parse_one(
+    packets: list[RawPacket], limits: Limits, foreign: int = 0, *, checked: bool = False
+) -> ParsedCert:
+    """Steps 3 and 4 for one certificate. Raises a ``CertificateError``. ``checked``: the
+    parts were checked against the limits already (a merge: stored + upload together
+    would count every component twice)."""
+    if not checked:
+        _check_limits(packets, limits)
     w = walk(packets)
-    stored, trimmed = w.stored_packets(limits.max_signatures_per_component, limits.max_input_bytes)
+    stored, trimmed, unbound = w.stored_packets(
+        limits.max_signatures_per_component, limits.max_input_bytes, limits.max_unbound_components
+    )
     # Canonicalisation can move signatures between components, and what we store must be
     # readable again under the same limits: check the result too.
     _check_limits(stored, limits)
@@ -173,12 +184,18 @@ def _parse_one(packets: list[RawPacket], limits: Limits, foreign: int = 0) -> Pa
         )
     if trimmed:
         ignored.append(f"{trimmed} third-party certification(s) dropped to stay within the limits")
+    if unbound:
+        ignored.append(
+            f"{unbound} user ID(s), attribute(s) or subkey(s) without a self-signature dropped "
+            f"(at most {limits.max_unbound_components} are kept)"
+        )
     return ParsedCert(
         primary=ev.primary,
         subkeys=ev.subkeys,
         user_ids=ev.user_ids,
         data=data,
         digest=_digest_packets(stored),
+        served=served_form(w),
         ignored=tuple(ignored),
     )
 
@@ -231,9 +248,10 @@ def merge(stored: bytes, incoming: bytes, limits: Limits = Limits()) -> ParsedCe
         raise FingerprintMismatch(
             f"the upload is certificate {_name(new_packets)}, not {_name(old_packets)}"
         )
-    # The upload on its own must respect the limits; the merged result is checked again.
+    # The upload on its own must respect the limits; the merged result is checked again
+    # (after canonicalisation: stored + upload side by side count every component twice).
     _check_limits(new_packets, limits)
-    return _parse_one(_combine([old_packets, new_packets]), limits, foreign)
+    return _parse_one(_combine([old_packets, new_packets]), limits, foreign, checked=True)
 
 
 def publishable(cert: ParsedCert, attested: Collection[bytes]) -> bytes:
@@ -241,11 +259,11 @@ def publishable(cert: ParsedCert, attested: Collection[bytes]) -> bytes:
     for, with only the user IDs whose exact bytes are in ``attested``.
 
     ``publishable(cert, ())`` is the identity-free form (primary key, direct-key
-    signatures, revocations and subkeys). Validity is decided again from ``cert.data``, so
-    the result depends on nothing but the stored bytes.
+    signatures, revocations and subkeys). The parts were computed by the walk that parsed
+    ``cert``; parsing ``cert.data`` again gives the same parts (a test holds every Debian
+    key to that), so the result depends on nothing but the stored bytes.
     """
-    packets, _ = _single(_unlimited(cert.data), "the stored data")
-    return encode_packets(publishable_packets(walk(packets), frozenset(attested)))
+    return cert.served.join(attested)
 
 
 def _unlimited(stored: bytes) -> _Input:
@@ -265,3 +283,56 @@ def _single(upload: _Input, what: str) -> tuple[list[RawPacket], int]:
 def armor(data: bytes) -> str:
     """``data`` as an ASCII-armored ``PGP PUBLIC KEY BLOCK``, ending in a newline."""
     return _armor(data)
+
+
+def _crc24(data: bytes, crc: int) -> int:
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return crc & 0xFFFFFF
+
+
+def armor_joined(blocks: Iterable[str]) -> Iterator[str]:
+    """Several armored certificates as **one** ``PGP PUBLIC KEY BLOCK`` holding them all,
+    produced piece by piece (an answer is streamed, never built whole).
+
+    Clients built on OpenPGP.js (``readKeys``) read only the first armor block of an
+    answer and drop the rest silently; a keyring in one block is what GnuPG, Sequoia,
+    Hockeypuck and OpenPGP.js all read whole. Only base64 is undone here: no OpenPGP
+    parsing on the request path."""
+    yield "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n"
+    crc = 0xB704CE
+    carry = b""
+    for block in blocks:
+        data = carry + dearmor(block.encode("ascii"))
+        crc = _crc24(data[len(carry) :], crc)
+        cut = len(data) - len(data) % 48  # 48 bytes: one line of 64 base64 characters
+        carry = data[cut:]
+        if cut:
+            yield _lines(data[:cut])
+    if carry:
+        yield _lines(carry)
+    checksum = base64.b64encode(crc.to_bytes(3, "big")).decode()
+    yield f"={checksum}\n-----END PGP PUBLIC KEY BLOCK-----\n"
+
+
+def armor_joined_size(blocks: Iterable[str]) -> int:
+    """How many characters ``armor_joined(blocks)`` yields, for a ``Content-Length``:
+    GnuPG's dirmngr reads no chunked transfer encoding."""
+    n = sum(len(dearmor(b.encode("ascii"))) for b in blocks)
+    full, rest = divmod(n, 48)
+    body = full * 65 + ((4 * -(-rest // 3) + 1) if rest else 0)
+    return (
+        len("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n")
+        + body
+        + len("=XXXX\n-----END PGP PUBLIC KEY BLOCK-----\n")
+    )
+
+
+def _lines(data: bytes) -> str:
+    return "".join(
+        base64.b64encode(data[i : i + 48]).decode() + "\n" for i in range(0, len(data), 48)
+    )

@@ -6,6 +6,7 @@ form; the request path reads these values from the store and never parses OpenPG
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,6 +24,9 @@ class Limits:
     # user ID; the bound exists to stop floods (CVE-2019-13050), not established keys.
     max_signatures_per_component: int = 5000
     max_packet_bytes: int = 64 * 1024
+    # User IDs, attributes and subkeys nobody validly bound, kept per certificate (merges
+    # lose nothing small; padding someone else's key costs its owner nothing).
+    max_unbound_components: int = 10
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,24 @@ class UserIDInfo:
 
 
 @dataclass(frozen=True)
+class ServedForm:
+    """What lookups serve of a certificate, computed once by the walk that parsed it and
+    kept in parts: the primary key with its own signatures (``head``), one block per validly
+    bound user ID in certificate order, named by the user ID's exact bytes, and the validly
+    bound subkeys (``tail``). Choosing the attested user IDs is then a join of bytes, so
+    writing the forms lookups serve never parses the certificate again."""
+
+    head: bytes
+    user_ids: tuple[tuple[bytes, bytes], ...]  # (raw user ID, its encoded block)
+    tail: bytes
+
+    def join(self, attested: Collection[bytes]) -> bytes:
+        wanted = frozenset(attested)
+        blocks = b"".join(block for raw, block in self.user_ids if raw in wanted)
+        return self.head + blocks + self.tail
+
+
+@dataclass(frozen=True)
 class ParsedCert:
     """One certificate after canonicalisation and our own component walk."""
 
@@ -65,6 +87,7 @@ class ParsedCert:
     # certifications and user attributes included; bad signatures and unknown packets not).
     data: bytes
     digest: str  # SKS/Hockeypuck MD5 key digest, 32 lowercase hex digits
+    served: ServedForm = field(repr=False)  # what lookups get of it (``publishable``)
     ignored: tuple[str, ...] = field(default=())  # what the walk dropped, for logs/summaries
 
     @property

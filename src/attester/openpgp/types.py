@@ -7,6 +7,7 @@ fingerprint or a key id: it takes one of these frozen types, built by ``parse``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -82,6 +83,15 @@ class KeyID:
 
 
 _LOCAL_OK = re.compile(r"^[^\s@<>()\[\]\\,;:\"]+$")
+# Control, format (zero-width, bidi), separator, surrogate and private-use characters:
+# never part of an address a person reads, and a control character would reach the mail's
+# ``To:`` header and the log.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp", "Zs"})
+
+
+def _has_hidden(text: str) -> bool:
+    """Whether ``text`` holds a control, invisible or separator character."""
+    return any(unicodedata.category(ch) in _HIDDEN for ch in text)
 
 
 @dataclass(frozen=True, order=True)
@@ -105,6 +115,8 @@ class Email:
             t = t[1:-1].strip()
         if len(t) > cls.MAX_LENGTH:
             raise InvalidEmail("the email address is longer than 254 characters")
+        if _has_hidden(t):
+            raise InvalidEmail("the email address contains a control, invisible or space character")
         local, sep, domain = t.rpartition("@")
         if not sep or not local or not domain:
             raise InvalidEmail(f"not an email address: {text.strip()[:100]!r}")
@@ -131,15 +143,25 @@ class Email:
         return self.address
 
 
-_ANGLE = re.compile(r"<([^<>]*)>\s*$")
-
-
 def email_from_user_id(uid: str) -> Email | None:
-    """The address a user ID carries: the last ``<...>`` part, or the whole string when it is
-    a bare address (``alice@example.org``). ``None`` when there is none or it is not valid."""
-    m = _ANGLE.search(uid)
-    candidate = m.group(1) if m else uid
-    if "@" not in candidate:
+    """The address a user ID carries: its one ``<...>`` part, or the whole string when it is
+    a bare address (``alice@example.org``). ``None`` when there is none or it is not valid.
+
+    A user ID with more than one address-like part carries **no** address: clients do not
+    agree on which one counts (GnuPG reads the first ``<...>``, others the last), so
+    ``<victim@x> <mallory@y>`` would be attested by Mallory's mailbox and read by GnuPG as
+    the victim's. Hence exactly one ``<`` and one ``>``, and no ``@`` outside them.
+    """
+    if uid.count("<") + uid.count(">") == 0:
+        candidate = uid
+    elif uid.count("<") == 1 and uid.count(">") == 1 and uid.index("<") < uid.index(">"):
+        before, _, rest = uid.partition("<")
+        candidate, _, after = rest.partition(">")
+        if "@" in before or "@" in after:
+            return None
+    else:
+        return None
+    if candidate.count("@") != 1:
         return None
     try:
         return Email.parse(candidate)

@@ -29,25 +29,32 @@ from attester import __version__
 from attester.http.body import read_body
 from attester.http.render import page
 from attester.http.state import wake_mailer
-from attester.protocols._http import origin_headers
-from attester.service.attestation import AddressState, Attestation, KeyringUpload
+from attester.protocols._http import one_block, origin_headers, within_answer_limit
+from attester.service.attestation import Attestation
 from attester.service.core import Core
-from attester.service.errors import BadRequest, InvalidQuery, NotFound, ServiceError, Unsupported
+from attester.service.errors import (
+    BadRequest,
+    InvalidQuery,
+    NotFound,
+    ServiceError,
+    Unsupported,
+)
 from attester.service.query import Query, TextQuery, parse_query
-from attester.store.keys import StoredCert, StoredUserID
+from attester.service.submission import KeyringUpload
+from attester.service.verification import AddressState
+from attester.store.views import StoredCert, StoredUserID
 
 _OPS = frozenset({"get", "index", "vindex", "stats", "hget"})
 _DIGEST = re.compile(r"^[0-9a-fA-F]{32}$")
 _CORS = {"Access-Control-Allow-Origin": "*"}
 _KEYS_TYPE = "application/pgp-keys; charset=UTF-8"
-# A hashquery answer is built in memory; past this many bytes of certificates the rest is
-# left out, as unknown hashes are, and the peer asks for it again in its next round.
-_HASHQUERY_MAX_BYTES = 32 * 1024 * 1024
 _MD5_LEN = 16
 
 
-def error_response(status: int, message: str) -> Response:
-    return PlainTextResponse(message + "\n", status_code=status, headers=_CORS)
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return PlainTextResponse(
+        message + "\n", status_code=status, headers={**_CORS, **(headers or {})}
+    )
 
 
 # ---- GET /pks/lookup
@@ -122,13 +129,22 @@ async def lookup(request: Request) -> Response:
         query = parse_query(p.search, allow_text=True)
         found, uids = await run_in_threadpool(_find, core, query, p.exact, p.op != "get")
     except ServiceError as e:
-        return error_response(e.status, e.message)
-    count = {"X-HKP-Results-Count": str(len(found)), **_CORS, **origin_headers(found)}
+        return error_response(e.status, e.message, e.headers)
     if p.op == "get":
+        try:
+            found = within_answer_limit(
+                found, core.settings.max_answer_bytes, text=isinstance(query, TextQuery)
+            )
+        except ServiceError as e:
+            return error_response(e.status, e.message, e.headers)
+        count = {"X-HKP-Results-Count": str(len(found)), **_CORS, **origin_headers(found)}
         # ``armored`` is the published form when any identity is attested, else the
-        # identity-free one; email and text searches only find published forms.
-        body = "".join(c.armored for c in found)
-        return Response(body, media_type=_KEYS_TYPE, headers={"Cache-Control": "no-cache", **count})
+        # identity-free one; email and text searches only find published forms. One
+        # armor block for all of them (OpenPGP.js reads only the first), streamed.
+        return one_block(
+            [c.armored for c in found], _KEYS_TYPE, {"Cache-Control": "no-cache", **count}
+        )
+    count = {"X-HKP-Results-Count": str(len(found)), **_CORS, **origin_headers(found)}
     now = core.clock()
     if p.json:
         return Response(
@@ -160,6 +176,8 @@ async def _hget(core: Core, digest: str) -> Response:
 
 async def _stats(request: Request, core: Core, p: _Lookup) -> Response:
     counts = await run_in_threadpool(core.stats)
+    recon = getattr(request.app.state, "recon", None)
+    peers: list[dict[str, object]] = recon.stats() if recon is not None else []
     if p.machine or p.json:
         body = {
             "software": "Attester",
@@ -167,7 +185,7 @@ async def _stats(request: Request, core: Core, p: _Lookup) -> Response:
             "total": counts["keys"],
             "published_addresses": counts["published_addresses"],
             "text_search": core.settings.hkp_text_search,
-            "peers": [],
+            "peers": peers,  # SKS/Hockeypuck reconciliation partners
         }
         return Response(json.dumps(body), media_type="application/json", headers=_CORS)
     keys, addresses = counts["keys"], counts["published_addresses"]
@@ -176,7 +194,8 @@ async def _stats(request: Request, core: Core, p: _Lookup) -> Response:
         "message.html",
         heading="Server statistics",
         message=f"Attester {__version__}: {keys} key{'' if keys == 1 else 's'}, "
-        f"{addresses} published address{'' if addresses == 1 else 'es'}.",
+        f"{addresses} published address{'' if addresses == 1 else 'es'}."
+        + (f" Recon peers: {', '.join(str(x['reconAddr']) for x in peers)}." if peers else ""),
     )
     response.headers.update(_CORS)
     return response
@@ -291,13 +310,18 @@ async def add(request: Request) -> Response:
     try:
         keytext = _keytext(request.headers.get("content-type", ""), await read_body(request))
         upload = await run_in_threadpool(
-            lambda: service.submit_keyring(keytext, "hkp", request_verify=sends_mail)
+            lambda: service.submit.keyring(keytext, "hkp", request_verify=sends_mail)
         )
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     wake_mailer(request)
     status = 200 if upload.added else 400
-    return PlainTextResponse(add_report(upload, sends_mail), status_code=status, headers=_CORS)
+    headers = dict(_CORS)
+    if sends_mail and any(a.limited for a in upload.added):
+        # Keys were stored, but a mail limit held some verification mails back.
+        status = 429
+        headers["Retry-After"] = str(max(1, request.app.state.settings.mail_rate_window_seconds))
+    return PlainTextResponse(add_report(upload, sends_mail), status_code=status, headers=headers)
 
 
 def add_report(upload: KeyringUpload, sends_mail: bool) -> str:
@@ -311,21 +335,16 @@ def add_report(upload: KeyringUpload, sends_mail: bool) -> str:
                 out.append(f"  {email}: published.")
             elif state is AddressState.REVOKED:
                 out.append(f"  {email}: revoked, not published.")
-            elif email in a.mailed:
+            elif email in a.mailed or state is AddressState.PENDING:
+                # The same words whether the mail went out now or earlier in the window.
                 out.append(
-                    f"  {email}: a verification email was sent; the address is published "
-                    "once the link in it is followed."
-                )
-            elif state is AddressState.PENDING:
-                out.append(
-                    f"  {email}: a verification email was sent recently; follow the link in "
-                    "it to publish the address."
+                    f"  {email}: a verification email was sent for this key; the address "
+                    "is published once the link in it is followed."
                 )
             elif sends_mail:
-                # The address got a verification mail for another key within the window.
                 out.append(
-                    f"  {email}: not published; a verification email went to this address "
-                    "recently, please upload again later."
+                    f"  {email}: not published; no verification email was sent: "
+                    f"{a.limited.get(email, 'too many were sent recently')}"
                 )
             else:
                 out.append(
@@ -374,14 +393,18 @@ async def hashquery(request: Request) -> Response:
     core: Core = request.app.state.core
     peers = request.app.state.settings.sync_peers
     client = request.client.host if request.client else ""
-    if "*" not in peers and client not in peers:
-        # Full certificates carry unverified addresses: only configured sync peers get them.
+    recon = getattr(request.app.state, "recon", None)
+    if "*" not in peers and client not in peers and not (recon and recon.is_partner(client)):
+        # Full certificates carry unverified addresses: only configured sync peers (and
+        # recon peers) get them.
         return error_response(403, "hashquery is only open to this server's sync peers.")
     try:
         digests = parse_hashquery(await read_body(request))
-        found = await run_in_threadpool(core.certificates_by_digest, digests, _HASHQUERY_MAX_BYTES)
+        found = await run_in_threadpool(
+            core.certificates_by_digest, digests, core.settings.hashquery_max_bytes
+        )
     except ServiceError as e:
-        return error_response(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
     return Response(
         hashquery_body(found),
         media_type="pgp/keys",

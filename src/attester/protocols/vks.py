@@ -25,12 +25,14 @@ from attester.http.body import read_json
 from attester.http.state import wake_mailer
 from attester.openpgp.errors import InvalidEmail
 from attester.openpgp.types import Email, Fingerprint
-from attester.protocols._http import origin_headers, path_term
-from attester.service.attestation import AddressState, Attestation, Submission
+from attester.protocols._http import one_block, origin_headers, path_term, within_answer_limit
+from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.service.errors import BadRequest, NotFound, ServiceError
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery, Query, parse_query
-from attester.store.keys import StoredCert
+from attester.service.submission import Submission
+from attester.service.verification import AddressState
+from attester.store.views import StoredCert
 
 _MALFORMED = {
     FingerprintQuery: "malformed fingerprint",
@@ -91,8 +93,11 @@ async def _lookup(request: Request, kind: type[Query]) -> Response:
 def _armored(request: Request, found: list[StoredCert], *, by_email: bool) -> Response:
     # By email only attested user IDs may be served (the store finds only certificates that
     # have one); by fingerprint or key id the certificate is served with its attested user
-    # IDs, or identity-free. Several certificates (a key id shared by two keys, or an
-    # operator who allows several keys per address) go out as one armor block each.
+    # IDs, or identity-free. Several certificates (a subkey bound to several keys, or an
+    # operator who allows several keys per address) go out in one armor block: clients on
+    # OpenPGP.js read only the first block of an answer.
+    limit = request.app.state.settings.max_answer_bytes
+    found = within_answer_limit(found, limit, text=False)
     blocks = [(c.armored_published or "") if by_email else c.armored for c in found]
     headers = {
         **_public_headers(request),
@@ -100,7 +105,7 @@ def _armored(request: Request, found: list[StoredCert], *, by_email: bool) -> Re
         "Cache-Control": "no-cache",
         **origin_headers(found),
     }
-    return Response("".join(blocks), media_type="application/pgp-keys", headers=headers)
+    return one_block(blocks, "application/pgp-keys", headers)
 
 
 async def by_fingerprint(request: Request) -> Response:
@@ -118,8 +123,8 @@ async def by_email(request: Request) -> Response:
 # ---- upload and verification
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _vks_status(e: ServiceError) -> int:
@@ -159,9 +164,9 @@ async def upload(request: Request) -> Response:
         return _not_json('{"keytext": "<the armored public key>"}')
     try:
         data = await read_json(request, "keytext")
-        result = await run_in_threadpool(service.upload, data["keytext"].encode("utf-8"))
+        result = await run_in_threadpool(service.submit.upload, data["keytext"].encode("utf-8"))
     except ServiceError as e:
-        return _error(_vks_status(e), e.message)
+        return _error(_vks_status(e), e.message, e.headers)
     if isinstance(result, Submission):
         return JSONResponse(_status_body(result.upload_token, result.fingerprint, result.addresses))
     return JSONResponse([f.hex for f in result])
@@ -194,9 +199,9 @@ async def request_verify(request: Request) -> Response:
         data = await read_json(request, "token")
         emails = _addresses(data.get("addresses"))
         token = data["token"].strip()
-        fpr, states = await run_in_threadpool(service.request_verify_with_token, token, emails)
+        fpr, states = await run_in_threadpool(service.verify.request_with_token, token, emails)
     except ServiceError as e:
-        return _error(_vks_status(e), e.message)
+        return _error(_vks_status(e), e.message, e.headers)
     wake_mailer(request)
     return JSONResponse(_status_body(token, fpr, states))
 

@@ -1,4 +1,5 @@
-"""The core every protocol adapter calls: lookups and imports (attestation builds on it).
+"""The core every protocol adapter calls: lookups, and the shared write path
+(``ingest``, ``publication``, ``mails``) that attestation, imports and federation use.
 
 It takes parsed values (``Query``, ``Email``, ``Fingerprint``), returns stored views or
 result objects, and raises ``ServiceError`` subclasses; it knows nothing of HTTP.
@@ -6,54 +7,28 @@ result objects, and raises ``ServiceError`` subclasses; it knows nothing of HTTP
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from attester.config import Settings
-from attester.openpgp import (
-    CertificateError,
-)
-from attester.service.errors import BadRequest, NotFound, PayloadTooLarge, Unsupported
+from attester.service.errors import BadRequest, NotFound, Unsupported
+from attester.service.ingest import Ingest
+from attester.service.mails import Mails
+from attester.service.publication import Publication
 from attester.service.query import EmailQuery, FingerprintQuery, KeyIDQuery, Query, TextQuery
 from attester.store.db import Database
-from attester.store.keys import ImportResult, KeyStore, OriginKind, StoredCert, StoredUserID
+from attester.store.keys import KeyStore
 from attester.store.origins import OriginStore
 from attester.store.secrets import server_secret
+from attester.store.views import OriginKind, StoredCert, StoredUserID
 
 Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class ImportSummary:
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    attested: int = 0  # addresses newly attested by the operator
-    reasons: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def total(self) -> int:
-        return self.new + self.updated + self.unchanged + self.rejected
-
-    def count(self, result: ImportResult) -> None:
-        setattr(self, result.value, getattr(self, result.value) + 1)
-
-
-def input_error(e: CertificateError) -> BadRequest:
-    """One place that turns an input problem of the OpenPGP core into a service error."""
-    from attester.openpgp import InputTooLarge
-
-    if isinstance(e, InputTooLarge):
-        return PayloadTooLarge(str(e))
-    return BadRequest(str(e))
 
 
 class Upstreams(Protocol):
@@ -77,8 +52,13 @@ class Core:
         self.settings = settings
         self.db = db
         self.clock = clock
-        self.store = KeyStore(db, settings.limits)
+        self.store = KeyStore(db)
         self.origins = OriginStore(db)
+        self.mails = Mails(settings)
+        self.publication = Publication(settings, self.mails)
+        self.ingest = Ingest(self.publication, settings.limits)
+        # Set when the app is built (``attester.app``): federation writes through
+        # ``ingest``, so it is made after the core.
         self.upstreams = upstreams
 
     # ---- lookups
@@ -93,48 +73,39 @@ class Core:
            of a certificate with nothing attested here. Marked with their ``origin``;
         3. upstreams, asked now when 1 has nothing, no mirror has the answer and no cached
            upstream answer stands; what they vouch for is stored, then read as in 2.
-
-        Every candidate of every source passes ``distributable``, so a rule about what may
-        be served holds whichever source would supply the key.
         """
         if isinstance(query, TextQuery):
             raise BadRequest("text search is not supported here")
         found, peers = self._stored(query)
         if not found:
-            mirrored = any(c.origin.kind is OriginKind.MIRROR for c in peers)
+            # A mirrored or reconciled copy answers: no upstream is asked.
+            mirrored = any(c.origin.kind in (OriginKind.MIRROR, OriginKind.RECON) for c in peers)
             if self.upstreams is not None and not mirrored and self.upstreams.ask(query):
                 found, peers = self._stored(query)
-            found = found or self.distributable(peers)
+            found = found or peers
         if not found:
             raise NotFound(_not_found_message(query))
         if isinstance(query, EmailQuery) and not self.settings.multiple_keys_per_address:
             found = found[:1]
         return found
 
-    def distributable(self, found: list[StoredCert]) -> list[StoredCert]:
-        """The certificates of ``found`` that may be served. Every lookup result passes
-        here, local, mirrored or fetched from an upstream: the place for rules that hide
-        a key whichever source would supply it (today every key may be served)."""
-        return found
-
     def _stored(
         self, query: EmailQuery | FingerprintQuery | KeyIDQuery
     ) -> tuple[list[StoredCert], list[StoredCert]]:
-        """Sources 1 (already through ``distributable``) and 2 of ``lookup`` as the store
-        holds them now; peers are read only when no local result may be served."""
+        """Sources 1 and 2 of ``lookup`` as the store holds them now; peers are read only
+        when nothing local answers."""
         match query:
             case EmailQuery(email):
-                local = self.distributable(self.store.by_email(email))
+                local = self.store.by_email(email)
                 return local, [] if local else self.origins.by_email(email)
             case FingerprintQuery(fpr):
-                hit = self.store.by_fingerprint(fpr)
-                hits = [hit] if hit else []
+                hits = self.store.by_fingerprint(fpr)
             case KeyIDQuery(kid):
                 hits = self.store.by_key_id(kid)
         # Attested here: local. Otherwise a peer's copy when one supplied it (the peer's
         # published user IDs, marked with its origin), else identity-free and local.
         forms = self.origins.forms([c.id for c in hits if c.armored_published is None])
-        local = self.distributable([c for c in hits if c.id not in forms])
+        local = [c for c in hits if c.id not in forms]
         peers = [
             replace(c, armored_published=forms[c.id].armored, origin=forms[c.id].origin)
             for c in hits

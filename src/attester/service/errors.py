@@ -7,13 +7,17 @@ protocol adapters (each in its own body format). Messages are sentences for user
     │       └── ShortKeyID  a 32-bit key id: refused, they collide
     ├── NotFound            nothing (published) matches
     ├── Unauthorized        a credential (OIDC id token) was missing or not accepted
-    ├── RateLimited         too many requests of this kind for now
+    ├── RateLimited         too many requests of this kind for now (``retry_after``)
     ├── Gone                a token that expired or was already used
     ├── Unsupported         switched off by the operator (e.g. HKP text search)
-    └── Unavailable         a dependency (OIDC issuer, upstream) cannot be reached
+    └── Unavailable         a dependency (OIDC issuer, upstream, parser) cannot be reached
+
+``headers`` are what the answer must carry besides the body (``Retry-After`` of a 429).
 """
 
 from __future__ import annotations
+
+from attester.openpgp.errors import CertificateError, InputTooLarge
 
 
 class ServiceError(Exception):
@@ -22,6 +26,10 @@ class ServiceError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
 
 
 class BadRequest(ServiceError):
@@ -51,6 +59,14 @@ class Unauthorized(ServiceError):
 class RateLimited(ServiceError):
     status = 429
 
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 class Gone(ServiceError):
     status = 410
@@ -62,3 +78,10 @@ class Unavailable(ServiceError):
 
 class Unsupported(ServiceError):
     status = 501
+
+
+def input_error(e: CertificateError) -> BadRequest:
+    """One place that turns an input problem of the OpenPGP core into a service error."""
+    if isinstance(e, InputTooLarge):
+        return PayloadTooLarge(str(e))
+    return BadRequest(str(e))

@@ -42,6 +42,10 @@ def parse_query(term: str, allow_text: bool = False) -> Query:
     t = term.strip()
     if not t:
         raise InvalidQuery("the search term is empty")
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in t):
+        # No address, fingerprint, key id or published user ID contains one (and NUL
+        # cannot even be compared with PostgreSQL's text columns).
+        raise InvalidQuery("the search term contains a control character")
     if "@" in t:
         try:
             return EmailQuery(Email.parse(t))

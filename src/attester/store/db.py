@@ -8,12 +8,16 @@ locks (``SELECT ... FOR UPDATE``) in the queries themselves.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
+
+from attester.store.errors import DatabaseUnavailable
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -54,10 +58,41 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.writer.dialect.name == "sqlite"
 
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for reading (no transaction is held open for writes)."""
+        with _unavailable_as_store_error(), self.reader.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction: commits when the block ends, rolls back if it raises."""
+        with _unavailable_as_store_error(), self.writer.begin() as conn:
+            yield conn
+
     def dispose(self) -> None:
         self.reader.dispose()
         if self.writer is not self.reader:
             self.writer.dispose()
+
+
+@contextmanager
+def _unavailable_as_store_error() -> Iterator[None]:
+    """The one place SQLAlchemy's errors about reaching the database become ours: a
+    connection that fails or breaks, a pool that stays exhausted, a lock that outlasts its
+    timeout. Every other database error is a bug and stays what it is (a 500 and a log)."""
+    try:
+        yield
+    except exc.DBAPIError as e:
+        if isinstance(e, exc.OperationalError | exc.InterfaceError) or e.connection_invalidated:
+            raise DatabaseUnavailable(f"the database is unavailable: {_first_line(e)}") from e
+        raise
+    except exc.TimeoutError as e:  # the pool had no connection to give within its timeout
+        raise DatabaseUnavailable(f"the database is unavailable: {_first_line(e)}") from e
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _sqlite_engine(url: str, immediate: bool) -> Engine:

@@ -15,29 +15,28 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from attester.openpgp import ParsedCert
 from attester.openpgp.types import Email, Fingerprint
 from attester.store.db import Database
-from attester.store.keys import (
-    _CERT_COLUMNS,
-    Origin,
-    OriginKind,
-    StoredCert,
-    StoredUserID,
-    WriteTx,
-    _stored,
-    _stored_uid,
-    uid_hash,
-)
 from attester.store.schema import (
     cert_origins,
     certs,
     origin_user_ids,
     upstream_lookups,
     user_ids,
+)
+from attester.store.views import (
+    Origin,
+    OriginKind,
+    StoredCert,
+    StoredUserID,
+    cert_columns,
+    cert_from_row,
+    uid_hash,
+    user_id_from_row,
 )
 
 
@@ -72,7 +71,7 @@ class OriginStore:
         fetched peer first."""
         q = (
             select(
-                *_CERT_COLUMNS,
+                *cert_columns,
                 cert_origins.c.origin,
                 cert_origins.c.fetched_at,
                 cert_origins.c.armored.label("peer_armored"),
@@ -95,7 +94,7 @@ class OriginStore:
             .order_by(cert_origins.c.fetched_at.desc(), certs.c.id.desc())
         )
         out: dict[int, StoredCert] = {}
-        with self.db.reader.connect() as conn:
+        with self.db.read() as conn:
             for r in conn.execute(q):
                 if r.id not in out:
                     out[r.id] = _as_peer(r)
@@ -116,7 +115,7 @@ class OriginStore:
             .order_by(cert_origins.c.fetched_at.desc(), cert_origins.c.id.desc())
         )
         out: dict[int, PeerForm] = {}
-        with self.db.reader.connect() as conn:
+        with self.db.read() as conn:
             for r in conn.execute(q):
                 if r.cert_id not in out:
                     out[r.cert_id] = PeerForm(r.armored, Origin.from_label(r.origin, r.fetched_at))
@@ -141,10 +140,10 @@ class OriginStore:
             .where(user_ids.c.cert_id.in_(list(origins)), user_ids.c.revoked.is_(False))
             .order_by(user_ids.c.cert_id, user_ids.c.id)
         )
-        with self.db.reader.connect() as conn:
+        with self.db.read() as conn:
             for r in conn.execute(q):
                 if origins.get(r.cert_id) == r.origin:
-                    out[r.cert_id].append(_stored_uid(r))
+                    out[r.cert_id].append(user_id_from_row(r))
         return out
 
     def known_digests(self, digests: Collection[str]) -> set[str]:
@@ -153,7 +152,7 @@ class OriginStore:
         wanted = sorted(set(digests))
         if not wanted:
             return set()
-        with self.db.reader.connect() as conn:
+        with self.db.read() as conn:
             a = conn.execute(select(certs.c.digest).where(certs.c.digest.in_(wanted)))
             b = conn.execute(select(cert_origins.c.digest).where(cert_origins.c.digest.in_(wanted)))
             return {r[0] for r in a} | {r[0] for r in b}
@@ -169,7 +168,7 @@ class OriginStore:
             .order_by("at", certs.c.fingerprint)
             .limit(limit)
         )
-        with self.db.reader.connect() as conn:
+        with self.db.read() as conn:
             return [Fingerprint(r[0]) for r in conn.execute(q)]
 
     def cached(self, query_hash: str, now: datetime) -> bool | None:
@@ -178,7 +177,7 @@ class OriginStore:
         q = select(upstream_lookups.c.found).where(
             upstream_lookups.c.query_hash == query_hash, upstream_lookups.c.expires_at > now
         )
-        with self.db.reader.connect() as conn:
+        with self.db.read() as conn:
             v = conn.execute(q).first()
         return None if v is None else bool(v[0])
 
@@ -208,7 +207,7 @@ class OriginStore:
                 .order_by(certs.c.id)
                 .limit(batch)
             )
-            with self.db.reader.connect() as conn:
+            with self.db.read() as conn:
                 rows = conn.execute(q).all()
             if not rows:
                 return
@@ -224,19 +223,19 @@ class OriginStore:
 
 def _as_peer(r: Any) -> StoredCert:
     return replace(
-        _stored(r),
+        cert_from_row(r),
         armored_published=r.peer_armored,
         origin=Origin.from_label(r.origin, r.fetched_at),
     )
 
 
 class OriginTx:
-    """Writes, inside a ``KeyStore.write()`` transaction."""
+    """Writes, inside a ``KeyStore.write()`` transaction (``WriteTx.origins``). Forms are
+    written as the service computes them (``set_form``)."""
 
-    def __init__(self, tx: WriteTx) -> None:
-        self.tx = tx
-        self.conn = tx.conn
-        self._pg = tx.conn.dialect.name == "postgresql"
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._pg = conn.dialect.name == "postgresql"
 
     def record(
         self,
@@ -263,14 +262,7 @@ class OriginTx:
             armored="",
         )
         self.conn.execute(ins.on_conflict_do_nothing(index_elements=["cert_id", "origin"]))
-        ids = [
-            int(r[0])
-            for r in self.conn.execute(
-                select(cert_origins.c.id).where(
-                    cert_origins.c.cert_id == cert_id, cert_origins.c.peer == origin.peer
-                )
-            )
-        ]
+        ids = self._ids(cert_id, origin.peer)
         self.conn.execute(
             update(cert_origins)
             .where(cert_origins.c.id.in_(ids))
@@ -285,23 +277,22 @@ class OriginTx:
         ]
         if rows:
             self.conn.execute(insert(origin_user_ids), rows)
-        self.tx.refresh_origin_forms(cert_id, merged)
 
-    def touch(self, cert_id: int, peer: str, now: datetime) -> None:
-        """The peer was asked and answered as before: only the fetch time moves on."""
-        self.conn.execute(
-            update(cert_origins)
-            .where(cert_origins.c.cert_id == cert_id, cert_origins.c.peer == peer)
-            .values(fetched_at=now)
-        )
-
-    def withdraw(self, fingerprint: Fingerprint, peer: str, now: datetime) -> bool:
+    def withdraw(self, cert_id: int, peer: str, now: datetime) -> bool:
         """The peer no longer serves this certificate: it vouches for none of its addresses
-        any more (the certificate itself stays; it may be served identity-free)."""
-        cert_id = self.tx.cert_id(fingerprint)
-        if cert_id is None:
+        any more (the certificate itself stays; it may be served identity-free). False when
+        the peer never supplied it."""
+        ids = self._ids(cert_id, peer)
+        if not ids:
             return False
-        ids = [
+        self.conn.execute(delete(origin_user_ids).where(origin_user_ids.c.origin_id.in_(ids)))
+        self.conn.execute(
+            update(cert_origins).where(cert_origins.c.id.in_(ids)).values(fetched_at=now)
+        )
+        return True
+
+    def _ids(self, cert_id: int, peer: str) -> list[int]:
+        return [
             int(r[0])
             for r in self.conn.execute(
                 select(cert_origins.c.id).where(
@@ -309,14 +300,29 @@ class OriginTx:
                 )
             )
         ]
-        if not ids:
-            return False
-        self.conn.execute(delete(origin_user_ids).where(origin_user_ids.c.origin_id.in_(ids)))
+
+    def vouched(self, cert_id: int) -> dict[int, set[str]]:
+        """Per peer copy of this certificate (``cert_origins`` id), the hashes of the user
+        IDs that peer published."""
+        out: dict[int, set[str]] = {
+            int(r[0]): set()
+            for r in self.conn.execute(
+                select(cert_origins.c.id).where(cert_origins.c.cert_id == cert_id)
+            )
+        }
+        if out:
+            for r in self.conn.execute(
+                select(origin_user_ids.c.origin_id, origin_user_ids.c.uid_hash).where(
+                    origin_user_ids.c.origin_id.in_(list(out))
+                )
+            ):
+                out[r.origin_id].add(r.uid_hash)
+        return out
+
+    def set_form(self, origin_id: int, armored: str) -> None:
         self.conn.execute(
-            update(cert_origins).where(cert_origins.c.id.in_(ids)).values(fetched_at=now)
+            update(cert_origins).where(cert_origins.c.id == origin_id).values(armored=armored)
         )
-        self.tx.refresh_origin_forms(cert_id, self.tx.load(cert_id))
-        return True
 
     def remember_lookup(self, query_hash: str, found: bool, now: datetime, ttl: float) -> None:
         """Let an upstream answer stand for ``ttl`` seconds (and drop expired ones)."""

@@ -9,9 +9,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from attester.openpgp.types import Email
+from attester.store.db import Database
 from attester.store.schema import outbox
 
 
@@ -65,12 +66,48 @@ class Outbox:
         ).scalar_one()
         return bool(n)
 
+    def to_mailbox(
+        self, kinds: tuple[str, ...], recipient: Email, since: datetime
+    ) -> tuple[int, datetime | None]:
+        """How many mails of these kinds went to the recipient's mailbox (sub-addresses
+        folded) since ``since``, and when the oldest of them was queued."""
+        n, oldest = self.conn.execute(_mailbox_sent(self.conn, kinds, recipient, since)).one()
+        return int(n), oldest
 
-def claim_due(engine: Engine, now: datetime, lease: timedelta, limit: int = 20) -> list[OutboxMail]:
+
+def _like_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def mailbox_of(recipient: Email) -> tuple[str, str]:
+    """The mailbox an address delivers to: sub-addresses (``local+tag@``) folded, as the
+    ``(local, domain)`` a limit counts per."""
+    local = recipient.local_part.split("+", 1)[0]
+    return local, recipient.domain
+
+
+def _mailbox_sent(conn: Connection, kinds: tuple[str, ...], recipient: Email, since: datetime):  # type: ignore[no-untyped-def]
+    local, domain = mailbox_of(recipient)
+    return (
+        select(func.count(), func.min(outbox.c.created))
+        .select_from(outbox)
+        .where(
+            (outbox.c.recipient == f"{local}@{domain}")
+            | outbox.c.recipient.like(
+                f"{_like_escape(local)}+%@{_like_escape(domain)}", escape="\\"
+            ),
+            outbox.c.kind.in_(kinds),
+            outbox.c.created > since,
+            outbox.c.failed_at.is_(None),
+        )
+    )
+
+
+def claim_due(db: Database, now: datetime, lease: timedelta, limit: int = 20) -> list[OutboxMail]:
     """Take up to ``limit`` due mails and push their next attempt past the lease, so another
     worker (another app server) does not take them meanwhile. PostgreSQL skips rows other
     workers hold; SQLite serialises the whole claim with its write lock."""
-    with engine.begin() as conn:
+    with db.write() as conn:
         q = (
             select(outbox)
             .where(
@@ -107,28 +144,37 @@ def claim_due(engine: Engine, now: datetime, lease: timedelta, limit: int = 20) 
     ]
 
 
-def mark_sent(engine: Engine, mail_id: int, now: datetime) -> None:
-    with engine.begin() as conn:
+# Once a mail is out (or given up), its bodies go: they hold working verification and
+# management links. What debugging needs stays (kind, recipient, subject, Message-ID,
+# times, attempts, the last error).
+_CLEARED = {"body_text": "", "body_html": ""}
+
+
+def mark_sent(db: Database, mail_id: int, now: datetime) -> None:
+    with db.write() as conn:
         conn.execute(
-            update(outbox).where(outbox.c.id == mail_id).values(sent_at=now, last_error=None)
+            update(outbox)
+            .where(outbox.c.id == mail_id)
+            .values(sent_at=now, last_error=None, **_CLEARED)
         )
 
 
 def mark_failed(
-    engine: Engine, mail_id: int, error: str, now: datetime, retry_at: datetime | None
+    db: Database, mail_id: int, error: str, now: datetime, retry_at: datetime | None
 ) -> None:
     """Record a failed attempt: retry at ``retry_at``, or give up when it is None."""
     values: dict[str, object] = {"last_error": error[:2000]}
     if retry_at is None:
         values["failed_at"] = now
+        values.update(_CLEARED)
     else:
         values["next_attempt"] = retry_at
-    with engine.begin() as conn:
+    with db.write() as conn:
         conn.execute(update(outbox).where(outbox.c.id == mail_id).values(**values))
 
 
-def pending_count(engine: Engine) -> int:
-    with engine.connect() as conn:
+def pending_count(db: Database) -> int:
+    with db.read() as conn:
         return int(
             conn.execute(
                 select(func.count())

@@ -219,3 +219,27 @@ server_secrets = Table(
     Column("value", LargeBinary, nullable=False),
     Column("created", UTCDateTime, nullable=False),
 )
+
+
+# ---- SKS reconciliation (store/recon.py; docs/federation.md, "Reconciliation")
+
+# The set reconciled with SKS and Hockeypuck peers: the SKS digest of every stored
+# certificate, raw (16 bytes), so a prefix-tree node's elements are one key range.
+recon_elements = Table(
+    "recon_elements",
+    metadata,
+    Column("element", LargeBinary(16), primary_key=True),
+)
+
+# The prefix tree over ``recon_elements`` (bitquantum 2, mbar 5): per node, its element
+# count and the 6 sample values (6 x 17 bytes, little-endian), and whether it is a leaf.
+# ``prefix`` is the node's path in base-4 digits; "" is the root. Kept in step with
+# ``certs.digest`` in the same transactions, so every app server sees one tree.
+recon_nodes = Table(
+    "recon_nodes",
+    metadata,
+    Column("prefix", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("leaf", Boolean, nullable=False),
+    Column("svalues", LargeBinary, nullable=False),
+)

@@ -17,7 +17,7 @@ def server_secret(db: Database, name: str, now: datetime, size: int = 32) -> byt
     for. App servers that race to make it agree on the one that was stored first
     (INSERT ... ON CONFLICT DO NOTHING, then read back)."""
     insert = postgresql.insert if db.writer.dialect.name == "postgresql" else sqlite.insert
-    with db.writer.begin() as conn:
+    with db.write() as conn:
         conn.execute(
             insert(server_secrets)
             .values(name=name, value=secrets.token_bytes(size), created=now)

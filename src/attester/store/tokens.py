@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from attester.openpgp.types import Email, Fingerprint
 from attester.store.schema import tokens
@@ -110,6 +110,24 @@ class Tokens:
             .limit(1)
         ).first()
         return row is not None
+
+    def issued_since(
+        self, purpose: Purpose, fingerprint: Fingerprint, email: Email | None, since: datetime
+    ) -> int:
+        """Tokens of this purpose issued for the key (and address, unless None) since
+        ``since`` and not used: what the mail limits per key and per (address, key) count."""
+        q = (
+            select(func.count())
+            .select_from(tokens)
+            .where(
+                tokens.c.purpose == purpose.value,
+                tokens.c.fingerprint == fingerprint.hex,
+                tokens.c.created > since,
+            )
+        )
+        if email is not None:
+            q = q.where(tokens.c.email == email.address, tokens.c.used_at.is_(None))
+        return int(self.conn.execute(q).scalar_one())
 
     def use(self, token: str, purpose: Purpose, now: datetime) -> TokenInfo:
         """Consume a token: exactly one caller gets VALID, even when two race (the UPDATE's

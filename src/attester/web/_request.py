@@ -3,6 +3,7 @@ CSRF checks of ``attester.web.csrf``), and which protocols this app serves."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -43,7 +44,7 @@ async def _guard(request: Request) -> csrf.FormGuard:
     if guard is None:
         c = core(request)
         key = await run_in_threadpool(c.server_secret, csrf.KEY_NAME)
-        guard = csrf.FormGuard(key)
+        guard = csrf.FormGuard(key, timedelta(seconds=state.settings.csrf_token_seconds))
         state.web_form_guard = guard
     return guard
 

@@ -16,7 +16,7 @@ page, see ``attester.web.links``):
    own forms, and an attacker can ask for the same.
 2. A signed form token, for browsers without fetch metadata and for the ``null`` case.
    The page embeds ``time.HMAC(key, form, time, client address)``; the POST must return
-   one made for this form, less than ``TOKEN_TTL`` old, for the same client address. The
+   one made for this form, less than ``csrf_token_seconds`` old, for the same client address. The
    address binding matters: the token is not secret (anyone can load the form), so an
    attacker could otherwise copy a fresh one into a forged form; bound to the address it
    does not work from the victim's browser. Behind a proxy that hides client addresses
@@ -47,7 +47,6 @@ from starlette.requests import Request
 
 from attester.http.site import Site
 
-TOKEN_TTL = timedelta(hours=6)
 FIELD = "csrf"  # the form field that carries the token
 
 KEY_NAME = "web-form-key"
@@ -60,6 +59,7 @@ def _b64(raw: bytes) -> str:
 @dataclass(frozen=True)
 class FormGuard:
     key: bytes
+    lifetime: timedelta = timedelta(hours=6)  # the ``csrf_token_seconds`` setting
 
     def _mac(self, form: str, issued: int, client: str) -> str:
         msg = f"attester-form-v1\0{form}\0{issued}\0{client}".encode()
@@ -76,7 +76,7 @@ class FormGuard:
         issued = int(issued_s)
         age = now.timestamp() - issued
         # A minute of leeway for clocks of app servers that disagree.
-        if age < -60 or age > TOKEN_TTL.total_seconds():
+        if age < -60 or age > self.lifetime.total_seconds():
             return False
         return hmac.compare_digest(mac, self._mac(form, issued, client))
 

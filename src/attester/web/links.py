@@ -13,12 +13,14 @@ The token in these URLs is the capability, so their forms carry no CSRF form tok
 
 from __future__ import annotations
 
+import json
+
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from attester.http.body import read_form
+from attester.http.body import read_form, read_limited
 from attester.http.render import error_page, page
 from attester.http.state import attestation, wake_mailer
 from attester.openpgp.errors import InvalidEmail
@@ -36,7 +38,7 @@ _SMALL_FORM = 8 * 1024
 
 async def verify_page(request: Request) -> Response:
     token = request.path_params["token"]
-    view = await run_in_threadpool(attestation(request).inspect_verification, token)
+    view = await run_in_threadpool(attestation(request).verify.inspect, token)
     status = 404 if view.state.value == "invalid" else 200
     return page(request, "verify.html", status, view=view, token=token)
 
@@ -45,7 +47,7 @@ async def verify_confirm(request: Request) -> Response:
     if (refused := refuse_cross_site(request)) is not None:
         return refused
     token = request.path_params["token"]
-    view = await run_in_threadpool(attestation(request).confirm, token)
+    view = await run_in_threadpool(attestation(request).verify.confirm, token)
     wake_mailer(request)
     status = {"invalid": 404, "not_on_key": 409}.get(view.state.value, 200)
     return page(request, "verified.html", status, view=view, token=token)
@@ -54,7 +56,9 @@ async def verify_confirm(request: Request) -> Response:
 async def verify_resend(request: Request) -> Response:
     if (refused := refuse_cross_site(request)) is not None:
         return refused
-    states = await run_in_threadpool(attestation(request).resend, request.path_params["token"])
+    states = await run_in_threadpool(
+        attestation(request).verify.resend, request.path_params["token"]
+    )
     wake_mailer(request)
     if states is None:
         return page(
@@ -105,13 +109,16 @@ async def _manage_json(request: Request) -> Response:
     by design, and the answer is the same for every address while the mail goes to the
     address's owner, whoever asked."""
     try:
-        data = await request.json()
+        # Read within the form's small limit: an unbounded body here was buffered whole.
+        data = json.loads(await read_limited(request, _SMALL_FORM))
         raw = data.get("email", "") if isinstance(data, dict) else ""
         email = Email.parse(str(raw))
+    except PayloadTooLarge as e:
+        return JSONResponse({"error": e.message}, status_code=413)
     except (InvalidEmail, ValueError) as e:
         msg = str(e) if isinstance(e, InvalidEmail) else "The body must be JSON with an email."
         return JSONResponse({"error": msg}, status_code=400)
-    await run_in_threadpool(attestation(request).request_manage, email)
+    await run_in_threadpool(attestation(request).manage.request, email)
     wake_mailer(request)
     return JSONResponse({"status": "ok", "message": _MAILED})
 
@@ -138,13 +145,13 @@ async def manage_request(request: Request) -> Response:
         email = Email.parse(raw)
     except InvalidEmail as e:
         return await _manage_form(request, 400, email=raw, error=sentence(str(e)))
-    await run_in_threadpool(attestation(request).request_manage, email)
+    await run_in_threadpool(attestation(request).manage.request, email)
     wake_mailer(request)
     return page(request, "message.html", nav="manage", heading="Check your inbox", message=_MAILED)
 
 
 async def manage_page(request: Request) -> Response:
-    view = await run_in_threadpool(attestation(request).manage_view, request.path_params["token"])
+    view = await run_in_threadpool(attestation(request).manage.view, request.path_params["token"])
     return page(request, "manage.html", 200 if view.valid else 404, view=view, notice=None)
 
 
@@ -159,7 +166,7 @@ async def manage_unpublish(request: Request) -> Response:
     except InvalidEmail as e:
         return page(request, "message.html", 400, heading="Bad request", message=str(e))
     view = await run_in_threadpool(
-        attestation(request).unpublish, request.path_params["token"], email
+        attestation(request).manage.unpublish, request.path_params["token"], email
     )
     notice = f"{email} is no longer published." if view.valid else None
     return page(request, "manage.html", 200 if view.valid else 404, view=view, notice=notice)

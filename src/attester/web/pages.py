@@ -66,6 +66,8 @@ def html_or(handler: ExceptionHandler) -> ExceptionHandler:
             return response
         if isinstance(exc, HTTPException) and exc.headers:
             html.headers.update(exc.headers)
+        if "retry-after" in response.headers:
+            html.headers["Retry-After"] = response.headers["retry-after"]
         html.headers["Vary"] = "Accept"
         return html
 

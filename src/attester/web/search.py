@@ -25,7 +25,7 @@ from attester.service.query import (
     TextQuery,
     parse_query,
 )
-from attester.store.keys import AttestedBy, StoredCert, StoredUserID
+from attester.store.views import AttestedBy, StoredCert, StoredUserID
 from attester.web import apidoc
 from attester.web._request import sentence, served_protocols
 

@@ -18,9 +18,9 @@ from attester.http.render import error_page, page
 from attester.http.state import attestation, core, wake_mailer
 from attester.openpgp.errors import InvalidEmail, SecretKeyMaterial
 from attester.openpgp.types import Email, Fingerprint
-from attester.service.attestation import AddressState
 from attester.service.errors import BadRequest, Gone, PayloadTooLarge
 from attester.service.query import FingerprintQuery
+from attester.service.verification import AddressState
 from attester.web._request import (
     duration,
     form_token,
@@ -111,7 +111,7 @@ async def upload_submit(request: Request) -> Response:
             request, 400, error="Paste your public key or choose a file that holds it."
         )
     try:
-        submission = await run_in_threadpool(attestation(request).submit, data, "web")
+        submission = await run_in_threadpool(attestation(request).submit.submit, data, "web")
     except PayloadTooLarge as e:
         return await _form_page(request, 413, error=sentence(e.message))
     except BadRequest as e:
@@ -170,7 +170,7 @@ async def upload_verify(request: Request) -> Response:
     service = attestation(request)
     try:
         if not await form_token_valid(request, "upload-verify", form):
-            fpr, states = await run_in_threadpool(service.request_verify_with_token, token, [])
+            fpr, states = await run_in_threadpool(service.verify.request_with_token, token, [])
             return await _result_page(
                 request,
                 fpr,
@@ -184,7 +184,7 @@ async def upload_verify(request: Request) -> Response:
             email = Email.parse(str(form.get("email", "")))
         except InvalidEmail as e:
             return error_page(request, 400, sentence(str(e)))
-        fpr, states = await run_in_threadpool(service.request_verify_with_token, token, [email])
+        fpr, states = await run_in_threadpool(service.verify.request_with_token, token, [email])
     except Gone:
         return page(
             request,

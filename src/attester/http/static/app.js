@@ -2,14 +2,9 @@
 (function () {
   "use strict";
 
-  // A verification page confirms by itself when a person opens the link in a browser.
-  // Programs that scan links in mail only fetch the URL and never run this, so they cannot
-  // publish anything; without JavaScript the button does the same.
-  var confirm = document.querySelector("form[data-autosubmit]");
-  if (confirm) {
-    confirm.submit();
-    return;
-  }
+  // Nothing here submits a form: only a person's click confirms an address (link
+  // scanners that run scripts, or someone opening a mail an attacker's upload caused,
+  // must never publish a key).
 
   // "Copy" buttons beside commands, where the browser allows writing to the clipboard.
   if (!navigator.clipboard || !window.isSecureContext) {
