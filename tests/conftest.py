@@ -1,33 +1,37 @@
 """Shared fixtures. Every test that touches the store runs on SQLite and on PostgreSQL
-(``--backend`` narrows it); PostgreSQL runs use one database per test session, created
-here and dropped at the end, so concurrent runs never collide."""
+(``--backend`` narrows it).
+
+Each backend has one database per session (PostgreSQL: created here and dropped at the
+end, so concurrent runs never collide), migrated once and emptied before every test that
+uses it. The app with its usual settings is built once per backend and reached in process
+(``server``, ``live``); over a real socket only where a real client is the point
+(``socket_server``). A test that needs other settings starts its own app
+(``AppServer.start``, in process; ``LiveServer.start`` on a socket).
+"""
 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from attester.config import Settings, load_settings
 from attester.service.attestation import Attestation
 from attester.service.core import Core
-from attester.store.db import open_database, upgrade
-from attester.store.schema import metadata
+from tests.support import daemons, loop
 from tests.support.clock import Clock
-from tests.support.server import LiveServer
+from tests.support.database import SessionDatabase, migrated, postgres_database
+from tests.support.server import AppServer, LiveServer
+from tests.support.session_app import SessionApp
 from tests.support.smtp import (  # noqa: F401 - fixtures, imported so pytest registers them
     LoopbackSMTPServer,
     smtp_certificate,
     smtp_server,
     smtp_server_factory,
-)
-
-PG_ADMIN_URL = os.environ.get(
-    "ATTESTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    smtp_session,
 )
 
 
@@ -47,6 +51,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", backends, scope="session")
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    loop.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Set up before, and so torn down after, every other fixture of the session: then
+    nothing the tests started may still run (``tests.support.daemons``)."""
+    basetemp = tmp_path_factory.getbasetemp()
+    yield
+    left = daemons.left_over(basetemp)
+    if left:
+        daemons.kill(left)
+        listing = "\n".join(f"  {pid}: {cmd}" for pid, cmd in sorted(left.items()))
+        pytest.fail(f"processes the tests started were still running (now killed):\n{listing}")
+
+
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's ATTESTER_* variables must not change what a test sees.
@@ -56,35 +77,36 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    name = f"attester_t_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as e:  # pragma: no cover - environment problem, said loudly
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not usable: {e}")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    db = open_database(url)
-    upgrade(db)
-    db.dispose()
-    yield url
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+def test_database(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SessionDatabase]:
+    """The session's database of this backend, migrated."""
+    with ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'attester.db'}"
+        else:
+            try:
+                url = stack.enter_context(postgres_database())
+            except RuntimeError as e:  # an environment problem, said loudly
+                pytest.fail(str(e))
+        yield stack.enter_context(migrated(url))
 
 
 @pytest.fixture
-def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(test_database: SessionDatabase) -> str:
+    """The URL of the backend's database, emptied for this test."""
+    test_database.empty()
+    return test_database.url
+
+
+@pytest.fixture
+def fresh_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database of this backend that nothing has touched yet (not even migrations)."""
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'attester.db'}"
-    url: str = request.getfixturevalue("pg_database")
-    engine = create_engine(url)
-    with engine.begin() as c:
-        names = ", ".join(t.name for t in metadata.sorted_tables)
-        c.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-    return url
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
 
 
 @pytest.fixture
@@ -102,11 +124,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def core(settings: Settings) -> Iterator[Core]:
-    db = open_database(settings.database_url)
-    upgrade(db)
-    yield Core(settings, db)
-    db.dispose()
+def core(settings: Settings, test_database: SessionDatabase) -> Core:
+    return Core(settings, test_database.db)
 
 
 @pytest.fixture
@@ -114,9 +133,16 @@ def attestation(core: Core, settings: Settings) -> Attestation:
     return Attestation.build(core)
 
 
-@pytest.fixture
-def clock() -> Clock:
+@pytest.fixture(scope="session")
+def _session_clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture
+def clock(_session_clock: Clock) -> Clock:
+    """A clock tests can move; the session's app runs on it too (set back before each test)."""
+    _session_clock.reset()
+    return _session_clock
 
 
 @pytest.fixture
@@ -131,15 +157,54 @@ def mail_settings(settings: Settings, smtp_server: LoopbackSMTPServer) -> Settin
     )
 
 
-@pytest.fixture
-def live(mail_settings: Settings, clock: Clock) -> Iterator[LiveServer]:
-    """The real app on loopback, mailing to ``smtp_server``, on a clock tests can move."""
-    with LiveServer.start(mail_settings, clock=clock) as server:
-        yield server
+@pytest.fixture(scope="session")
+def _session_app(
+    test_database: SessionDatabase,
+    smtp_session: LoopbackSMTPServer,  # noqa: F811
+    _session_clock: Clock,
+) -> Iterator[SessionApp]:
+    """The app of this backend with the usual settings, mailing to the session's SMTP
+    server promptly. First asked for by ``_using_session_app``, after the database was
+    emptied."""
+    settings = load_settings(
+        None,
+        database_url=test_database.url,
+        mail_url=smtp_session.url(),
+        mail_poll_seconds=0.1,
+        mail_retry_base_seconds=0.3,
+        port=0,
+    )
+    app = SessionApp(settings, _session_clock)
+    yield app
+    app.close()
 
 
 @pytest.fixture
-def server(settings: Settings) -> Iterator[LiveServer]:
-    """The real ASGI app served by uvicorn on a free loopback port."""
-    with LiveServer.start(settings) as live:
-        yield live
+def _using_session_app(
+    database_url: str,
+    smtp_server: LoopbackSMTPServer,  # noqa: F811
+    clock: Clock,
+    _session_app: SessionApp,
+) -> Iterator[SessionApp]:
+    with _session_app.in_use():
+        yield _session_app
+
+
+@pytest.fixture
+def live(_using_session_app: SessionApp) -> AppServer:
+    """The app, in process, mailing to ``smtp_server`` on a clock tests can move
+    (``clock``). Its database starts empty."""
+    return _using_session_app.in_process()
+
+
+@pytest.fixture
+def server(_using_session_app: SessionApp) -> AppServer:
+    """The app, in process (the same one as ``live``)."""
+    return _using_session_app.in_process()
+
+
+@pytest.fixture
+def socket_server(_using_session_app: SessionApp) -> LiveServer:
+    """The app served by uvicorn on 127.0.0.1, for real clients (gpg, sq); its ``client``
+    goes over the socket too."""
+    return _using_session_app.on_socket()

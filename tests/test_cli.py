@@ -19,6 +19,9 @@ ATTESTER = [sys.executable, "-m", "attester"]
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTER_")}
+    # Off a terminal Rich wraps at 80 columns, which splits long temporary paths (pytest-xdist
+    # workers' are longer) in the middle of the file names the tests look for.
+    env["COLUMNS"] = "500"
     env.update(extra)
     return env
 

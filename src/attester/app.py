@@ -216,6 +216,7 @@ def create_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         db = open_database(settings.database_url, settings.database_pool_size)
         upgrade(db)
+        app.state.answer_cache = None
         if settings.answer_cache_entries:
             db.changes.watch()  # other processes' writes, too
             app.state.answer_cache = AnswerCache(
@@ -296,7 +297,9 @@ def create_app(
                     await task  # no thread of theirs uses the database after this
                 await federation.aclose()
                 await anyio.to_thread.run_sync(parsing.close)
-                app.state.answer_cache = None
+                if app.state.answer_cache is not None:
+                    app.state.answer_cache = None
+                    db.changes.unwatch()
                 db.dispose()
 
     routes = _routes()

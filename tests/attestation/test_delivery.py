@@ -15,7 +15,7 @@ from attester.service.mails import mail_settings
 from attester.store.outbox import claim_due, pending_count
 from attester.store.schema import outbox
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import AppServer
 from tests.support.smtp import LoopbackSMTPServer
 
 
@@ -119,7 +119,7 @@ def test_mail_survives_smtp_outage_end_to_end(
         }
     )
     smtp_server.stop()
-    with LiveServer.start(s) as live:
+    with AppServer.start(s) as live:
         key = TestKey.generate("Olga <olga@example.org>")
         r = live.client.post("/pub/olga@example.org", content=key.armored)
         assert r.status_code == 200
@@ -132,7 +132,7 @@ def test_mail_survives_smtp_outage_end_to_end(
 
 def test_default_file_outbox(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """With the embedded default transport (a folder of .eml files) the mail lands there."""
-    with LiveServer.start(settings) as live:
+    with AppServer.start(settings) as live:
         key = TestKey.generate("Pat <pat@example.org>")
         assert live.client.post("/pub/pat@example.org", content=key.armored).status_code == 200
         outdir = tmp_path / "outbox"

@@ -13,11 +13,11 @@ from attester.http import redact
 from attester.store.schema import outbox
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import Server
 from tests.support.smtp import LoopbackSMTPServer
 
 
-def test_sent_mail_bodies_are_cleared(live: LiveServer, smtp_server: LoopbackSMTPServer) -> None:
+def test_sent_mail_bodies_are_cleared(live: Server, smtp_server: LoopbackSMTPServer) -> None:
     key = TestKey.generate("Lin <lin@example.org>")
     assert live.client.post("/pub/lin@example.org", content=key.armored).status_code == 200
     [mail] = smtp_server.wait_for(1)

@@ -19,9 +19,9 @@ from attester.store.db import normalise_url
 from attester.store.schema import certs, user_ids
 from tests.federation.directory import Directory, slapd
 from tests.federation.peers import AttesterPeer, Clock, attester_peer, settings_with
-from tests.support.server import LiveServer
+from tests.support.server import AppServer, Server
 
-Serve = Callable[..., AbstractContextManager[LiveServer]]
+Serve = Callable[..., AbstractContextManager[Server]]
 
 
 @pytest.fixture
@@ -34,8 +34,8 @@ def serve(settings: Settings, clock: Clock) -> Serve:
     """Start this server with federation settings changed (``upstreams=[...]``...)."""
 
     @contextmanager
-    def start(**update: object) -> Iterator[LiveServer]:
-        with LiveServer.start(settings_with(settings, **update), clock=clock) as live:
+    def start(**update: object) -> Iterator[Server]:
+        with AppServer.start(settings_with(settings, **update), clock=clock) as live:
             yield live
 
     return start
@@ -97,7 +97,7 @@ def hkp(name: str, url: str, **extra: object) -> dict[str, object]:
     return {"name": name, "kind": "hkp", "url": url, **extra}
 
 
-def metric(live: LiveServer, name: str, **labels: str) -> float:
+def metric(live: Server, name: str, **labels: str) -> float:
     """The sum of the server's /metrics samples with this name and these labels (0 when
     none has been recorded yet)."""
     text = live.client.get("/metrics").text

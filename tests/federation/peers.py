@@ -24,6 +24,7 @@ from attester.config import Settings, load_settings
 from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.store.db import open_database, upgrade
+from tests.support import daemons
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
 
@@ -107,6 +108,7 @@ class SKSServer:
 def _sks_basedir() -> tuple[Path, int]:
     # A short path: SKS binds a Unix socket below it (at most 108 bytes).
     base = Path(tempfile.mkdtemp(prefix="sks", dir="/tmp"))
+    daemons.watch(base)
     for d in ("etc/sks", "var/lib/sks", "var/log/sks", "var/run/sks"):
         (base / d).mkdir(parents=True)
     hkp_port = free_port()

@@ -8,6 +8,7 @@ import gzip
 import io
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -25,8 +26,8 @@ from attester.federation import DumpImporter, DumpReader, DumpUnreadable, export
 from attester.openpgp import Limits, parse_certificates
 from attester.openpgp._packets import PUBLIC_KEY, USER_ATTRIBUTE, encode_packet, split_packets
 from attester.service.attestation import Attestation
-from attester.store.db import normalise_url
-from attester.store.origins import ExportSelection
+from attester.store.db import normalise_url, open_database
+from attester.store.origins import ExportSelection, OriginStore
 from tests.federation.peers import sks_build, sks_dump, sks_serving
 from tests.support.keys import TestKey
 
@@ -72,6 +73,12 @@ def _count(database_url: str) -> int:
         return 0  # not migrated yet
     finally:
         engine.dispose()
+
+
+def _children_cpu() -> float:
+    """CPU seconds used so far by the finished child processes of this one."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _row(table: str, label: str) -> int:
@@ -148,10 +155,14 @@ def test_memory_stays_flat_whatever_the_dump_size(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_import_is_a_resumable_bulk_loader(
+def test_import_is_a_resumable_bulk_loader_and_sks_builds_from_our_export(
     settings: Settings, database_url: str, tmp_path: Path
 ) -> None:
-    """SKS-style dump, gzip-compressed, loaded as a mirror; killed halfway, run again."""
+    """SKS-style dump, gzip-compressed, loaded as a mirror; killed halfway, run again. Then
+    exported, and a real ``sks build`` of the export holds the same keys under the same
+    digests. (Two tests once, each loading the 905 Debian keys, which is their slow part:
+    one load now serves both checks.)"""
+    # 1. The resumable load.
     dump = tmp_path / "keydump-0000.pgp.gz"
     dump.write_bytes(gzip.compress(DEBIAN.read_bytes(), compresslevel=1))
     env = {**_env(database_url), "COLUMNS": "160"}  # a terminal wide enough for the bar
@@ -159,7 +170,7 @@ def test_import_is_a_resumable_bulk_loader(
     proc = subprocess.Popen(
         [*cmd, str(dump)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a guard against a hang, not a speed test
     while _count(database_url) < 200:
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
@@ -167,23 +178,48 @@ def test_import_is_a_resumable_bulk_loader(
     proc.communicate()
     done = _count(database_url)
     assert 200 <= done < DEBIAN_KEYS
-    r = subprocess.run([*cmd, str(dump)], env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([*cmd, str(dump)], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     new = _row(r.stdout, "new")
     skipped = _row(r.stdout, "(already stored, skipped)")
     assert skipped == done and new == DEBIAN_KEYS - done, r.stdout
     assert "keys/s" in r.stderr and "ETA" in r.stderr  # the progress bar
-    # A third run only reads: nothing is parsed or written.
-    start = time.monotonic()
-    r = subprocess.run([*cmd, str(dump)], env=env, capture_output=True, text=True, timeout=120)
+    # A third run only reads: nothing is parsed or written. (Its CPU time, not the wall
+    # clock, so that a machine busy with other work does not fail the test.)
+    start = _children_cpu()
+    r = subprocess.run([*cmd, str(dump)], env=env, capture_output=True, text=True, timeout=600)
     assert re.search(rf"unchanged\s+│\s+{DEBIAN_KEYS}\b", r.stdout), r.stdout
-    assert time.monotonic() - start < 20
+    assert _children_cpu() - start < 20
     # Mirrored keys keep their source and are never attested.
     from tests.federation.conftest import stored
 
     held = stored(settings)
     assert set(held.sources.values()) == {"mirror:keyserver.ubuntu.com"}
     assert held.attested == []
+
+    # 2. SKS built from our export holds the same keys.
+    db = open_database(database_url)
+    try:
+        exported = export_dump(OriginStore(db), tmp_path / "export", shard_size=300)
+    finally:
+        db.dispose()
+    assert len(exported.files) == 4 and exported.keys == DEBIAN_KEYS
+    base, port = sks_build(exported.files)
+    try:
+        theirs = _digests(sks_dump(base, tmp_path / "sks-dump"))
+        ours = _stored_digests(settings)
+        assert len(theirs) == len(ours) == DEBIAN_KEYS
+        assert set(theirs) == ours
+        with sks_serving(base, port) as sks:
+            for digest in sorted(ours)[:25]:  # SKS names each key by the same digest
+                r2 = httpx.get(
+                    f"{sks.url}/pks/lookup", params={"op": "hget", "search": digest}, timeout=10
+                )
+                assert r2.status_code == 200, digest
+                (cert,) = parse_certificates(r2.content, BIG)
+                assert cert.digest == digest
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_rejected_keys_are_summarised_by_reason(database_url: str, tmp_path: Path) -> None:
@@ -300,30 +336,3 @@ def test_two_attesters_seed_each_other(
     assert r.returncode == 0 and re.search(r"new\s+│\s+3", r.stdout), r.stdout
     theirs = settings.model_copy(update={"database_url": other})
     assert _stored_digests(theirs) == _stored_digests(settings)
-
-
-@pytest.mark.slow
-def test_sks_built_from_our_export_holds_the_same_keys(
-    settings: Settings, attestation: Attestation, tmp_path: Path
-) -> None:
-    with DEBIAN.open("rb") as f:
-        loaded = DumpImporter(attestation.core, mirror="debian").load(f)
-    assert loaded.new == DEBIAN_KEYS
-    exported = export_dump(attestation.core.origins, tmp_path / "export", shard_size=300)
-    assert len(exported.files) == 4 and exported.keys == DEBIAN_KEYS
-    base, port = sks_build(exported.files)
-    try:
-        theirs = _digests(sks_dump(base, tmp_path / "sks-dump"))
-        ours = _stored_digests(settings)
-        assert len(theirs) == len(ours) == DEBIAN_KEYS
-        assert set(theirs) == ours
-        with sks_serving(base, port) as sks:
-            for digest in sorted(ours)[:25]:  # SKS names each key by the same digest
-                r = httpx.get(
-                    f"{sks.url}/pks/lookup", params={"op": "hget", "search": digest}, timeout=10
-                )
-                assert r.status_code == 200, digest
-                (cert,) = parse_certificates(r.content, BIG)
-                assert cert.digest == digest
-    finally:
-        shutil.rmtree(base, ignore_errors=True)

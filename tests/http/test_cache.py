@@ -4,10 +4,14 @@ change feed; every kept answer has an ETag, and a matching If-None-Match gets 30
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio.from_thread
@@ -92,15 +96,43 @@ def test_a_kept_answer_is_reused_until_a_write(settings: Settings) -> None:
         assert changed.headers["etag"] != first.headers["etag"]
 
 
-def test_another_process_write_reaches_the_kept_answers(settings: Settings) -> None:
+def test_another_process_write_reaches_the_kept_answers(settings: Settings, tmp_path: Path) -> None:
+    """The operator imports with the CLI, a process of its own: the server learns of it
+    through the database (SQLite's data_version, PostgreSQL's NOTIFY)."""
     key = TestKey.generate("Oto <oto@example.org>")
+    (tmp_path / "oto.asc").write_bytes(key.public)
+    env = {**os.environ, "ATTESTER_DATABASE_URL": settings.database_url}
     with serving(settings) as client:
         for url in (f"/pub/{key.fingerprint}", "/pub/oto@example.org"):
             assert client.get(url).status_code == 404
-        with other_process(settings) as writer:
-            writer.imports.keyring(key.public, attest_emails=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "attester",
+                "import",
+                "--attest-emails",
+                str(tmp_path / "oto.asc"),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         _eventually(lambda: client.get("/pub/oto@example.org").status_code == 200)
         assert client.get(f"/pub/{key.fingerprint}").status_code == 200
+
+
+def test_writers_in_the_same_process_are_known_at_once(settings: Settings) -> None:
+    """Every Database of one process on the same database shares one change feed: a write
+    through another one (a test's fixture, a CLI command in the server's process) is
+    known at once, with no wait for the database to tell."""
+    key = TestKey.generate("Ona <ona@example.org>")
+    with serving(settings) as client:
+        assert client.get("/pub/ona@example.org").status_code == 404
+        with other_process(settings) as writer:
+            writer.imports.keyring(key.public, attest_emails=True)
+        assert client.get("/pub/ona@example.org").status_code == 200
 
 
 def test_every_lookup_protocol_keeps_its_answers(settings: Settings) -> None:

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,9 +38,10 @@ GpgRun = Callable[..., subprocess.CompletedProcess[bytes]]
 
 
 @pytest.fixture
-def gpg(gnupghome: Path, tmp_path: Path) -> GpgRun:
+def gpg(gnupghome: Path, tmp_path: Path) -> Iterator[GpgRun]:
     """``gpg(*args, data=bytes)``: run gpg in the throw-away home; ``data`` is written to a
-    file whose path is appended to the arguments. Output stays bytes (exports are binary)."""
+    file whose path is appended to the arguments. Output stays bytes (exports are binary).
+    The agents gpg starts in that home are stopped afterwards."""
     if GPG is None:
         pytest.skip("gpg is not installed")
 
@@ -52,7 +53,13 @@ def gpg(gnupghome: Path, tmp_path: Path) -> GpgRun:
             argv.append(str(path))
         return subprocess.run(argv, capture_output=True, timeout=120, check=False)
 
-    return run
+    yield run
+    subprocess.run(
+        ["gpgconf", "--homedir", str(gnupghome), "--kill", "all"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def unescape(field: bytes) -> bytes:

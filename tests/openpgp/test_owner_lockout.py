@@ -8,7 +8,7 @@ from attester.openpgp import Limits, armor, merge, parse_certificate
 from attester.service.attestation import Attestation
 from tests.openpgp.forge import Key, bind, certify, join, split
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import Server
 
 
 def _with_uids(n: int) -> TestKey:
@@ -55,7 +55,7 @@ def test_padding_with_unbound_components_is_capped() -> None:
     assert len(merged.user_ids) == 81 and len(merged.subkeys) == 1
 
 
-def test_a_limit_on_merge_is_a_400_not_a_500(server: LiveServer, attestation: Attestation) -> None:
+def test_a_limit_on_merge_is_a_400_not_a_500(server: Server, attestation: Attestation) -> None:
     key = _with_uids(90)
     assert attestation.imports.keyring(key.public, attest_emails=True).attested == 90
     more = key

@@ -97,6 +97,12 @@ def android_get(server: LiveServer, path: str) -> bytes:
 
 
 @pytest.fixture
+def server(socket_server: LiveServer) -> LiveServer:
+    """The session's app on a real socket: requests go out byte for byte."""
+    return socket_server
+
+
+@pytest.fixture
 def published(attestation: Attestation) -> dict[str, TestKey]:
     keys = {}
     for email in ODD:

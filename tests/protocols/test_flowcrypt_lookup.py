@@ -8,7 +8,7 @@ from attester.config import Settings
 from attester.openpgp import parse_certificates
 from attester.service.attestation import Attestation
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import AppServer, Server
 
 
 def _error(resp_json: dict[str, object], code: int) -> None:
@@ -25,12 +25,12 @@ def alice(attestation: Attestation) -> TestKey:
     return key
 
 
-def test_alive(server: LiveServer) -> None:
+def test_alive(server: Server) -> None:
     r = server.client.get("/")
     assert r.status_code == 200 and r.json() == {"alive": True}
 
 
-def test_get_pub_by_email_serves_only_attested_user_ids(server: LiveServer, alice: TestKey) -> None:
+def test_get_pub_by_email_serves_only_attested_user_ids(server: Server, alice: TestKey) -> None:
     r = server.client.get("/pub/alice+pgp@example.org")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
@@ -48,34 +48,34 @@ def test_get_pub_by_email_serves_only_attested_user_ids(server: LiveServer, alic
         "/pub/%20alice+pgp@example.org%20",
     ],
 )
-def test_address_normalisation(server: LiveServer, alice: TestKey, path: str) -> None:
+def test_address_normalisation(server: Server, alice: TestKey, path: str) -> None:
     r = server.client.get(path)
     assert r.status_code == 200, r.text
     [cert] = parse_certificates(r.content)
     assert str(cert.fingerprint) == alice.fingerprint
 
 
-def test_plus_is_never_a_space(server: LiveServer, alice: TestKey) -> None:
+def test_plus_is_never_a_space(server: Server, alice: TestKey) -> None:
     r = server.client.get("/pub/alice pgp@example.org")
     assert r.status_code == 404  # no address: FlowCrypt's clients need 404, not 400
     _error(r.json(), 404)
 
 
-def test_encoded_twice_is_a_literal_percent(server: LiveServer, alice: TestKey) -> None:
+def test_encoded_twice_is_a_literal_percent(server: Server, alice: TestKey) -> None:
     # Decoded exactly once: %2540 is the three characters "%40", not "@".
     r = server.client.get("/pub/alice+pgp%2540example.org")
     assert r.status_code == 404
     _error(r.json(), 404)
 
 
-def test_unattested_address_is_404_with_error_body(server: LiveServer, alice: TestKey) -> None:
+def test_unattested_address_is_404_with_error_body(server: Server, alice: TestKey) -> None:
     r = server.client.get("/pub/a@hidden.example")
     assert r.status_code == 404
     _error(r.json(), 404)
 
 
 @pytest.mark.parametrize("form", ["{fpr}", "0x{fpr}", "{fpr_lower}", "{kid}", "0x{kid_lower}"])
-def test_get_pub_by_fingerprint_and_key_id(server: LiveServer, alice: TestKey, form: str) -> None:
+def test_get_pub_by_fingerprint_and_key_id(server: Server, alice: TestKey, form: str) -> None:
     term = form.format(
         fpr=alice.fingerprint,
         fpr_lower=alice.fingerprint.lower(),
@@ -90,7 +90,7 @@ def test_get_pub_by_fingerprint_and_key_id(server: LiveServer, alice: TestKey, f
     assert [u.text for u in cert.user_ids] == ["Alice <alice+pgp@example.org>"]
 
 
-def test_subkey_ids_find_the_certificate(server: LiveServer, alice: TestKey) -> None:
+def test_subkey_ids_find_the_certificate(server: Server, alice: TestKey) -> None:
     [full] = parse_certificates(alice.public)
     for sub in full.subkeys:
         for term in (str(sub.key_id), str(sub.fingerprint)):
@@ -99,7 +99,7 @@ def test_subkey_ids_find_the_certificate(server: LiveServer, alice: TestKey) -> 
             assert str(parse_certificates(r.content)[0].fingerprint) == alice.fingerprint
 
 
-def test_identity_free_when_nothing_attested(server: LiveServer, attestation: Attestation) -> None:
+def test_identity_free_when_nothing_attested(server: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Nobody <nobody@example.org>")
     attestation.imports.keyring(key.public)
     assert server.client.get("/pub/nobody@example.org").status_code == 404
@@ -120,13 +120,13 @@ def test_identity_free_when_nothing_attested(server: LiveServer, attestation: At
         ("0x123", 404),
     ],
 )
-def test_bad_and_unknown_queries(server: LiveServer, term: str, code: int) -> None:
+def test_bad_and_unknown_queries(server: Server, term: str, code: int) -> None:
     r = server.client.get(f"/pub/{term}")
     assert r.status_code == code
     _error(r.json(), code)
 
 
-def test_cors_preflight_and_headers(server: LiveServer, alice: TestKey) -> None:
+def test_cors_preflight_and_headers(server: Server, alice: TestKey) -> None:
     r = server.client.options(
         "/pub/alice+pgp@example.org",
         headers={
@@ -146,7 +146,7 @@ def test_cors_preflight_and_headers(server: LiveServer, alice: TestKey) -> None:
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
 
 
-def test_unknown_route_and_method(server: LiveServer) -> None:
+def test_unknown_route_and_method(server: Server) -> None:
     r = server.client.get("/nothing/here")
     assert r.status_code == 404
     _error(r.json(), 404)
@@ -154,7 +154,7 @@ def test_unknown_route_and_method(server: LiveServer) -> None:
 
 def test_path_prefix(settings: Settings, alice: TestKey) -> None:
     prefixed = settings.model_copy(update={"path_prefix": "/attester"})
-    with LiveServer.start(prefixed) as live:
+    with AppServer.start(prefixed) as live:
         assert live.base_url.endswith("/attester")
         assert live.client.get("/").json() == {"alive": True}
         r = live.client.get("/pub/alice+pgp@example.org")

@@ -15,11 +15,12 @@ from attester.config import Settings
 from attester.openpgp import parse_certificates
 from attester.service.attestation import Attestation
 from attester.service.core import Core
+from tests.support import daemons
 from tests.support.clock import Clock
 from tests.support.flows import link_in, text_of
 from tests.support.keys import TestKey
 from tests.support.oidc_issuer import LocalIssuer
-from tests.support.server import LiveServer
+from tests.support.server import AppServer, Server
 from tests.support.smtp import LoopbackSMTPServer
 
 
@@ -28,11 +29,11 @@ def _served_uids(resp: httpx.Response) -> list[str]:
     return [u.text for u in cert.user_ids]
 
 
-def _confirm(live: LiveServer, link: str) -> httpx.Response:
+def _confirm(live: Server, link: str) -> httpx.Response:
     return live.client.post(link)
 
 
-def test_full_flow(live: LiveServer, smtp_server: LoopbackSMTPServer) -> None:
+def test_full_flow(live: Server, smtp_server: LoopbackSMTPServer) -> None:
     key = TestKey.generate("Alice <alice@example.org>").with_user_id("Alice <alice@work.example>")
     r = live.client.post(
         "/pub/alice@example.org",
@@ -67,7 +68,7 @@ def test_full_flow(live: LiveServer, smtp_server: LoopbackSMTPServer) -> None:
     assert len(smtp_server.messages) == 1
 
 
-def test_address_must_be_on_the_key(live: LiveServer) -> None:
+def test_address_must_be_on_the_key(live: Server) -> None:
     key = TestKey.generate("Bob <bob@example.org>")
     r = live.client.post("/pub/someone@example.org", content=key.armored)
     assert r.status_code == 400
@@ -78,13 +79,13 @@ def test_address_must_be_on_the_key(live: LiveServer) -> None:
     ("body", "fragment"),
     [("", "empty"), ("not a key", "")],
 )
-def test_bad_bodies(live: LiveServer, body: str, fragment: str) -> None:
+def test_bad_bodies(live: Server, body: str, fragment: str) -> None:
     r = live.client.post("/pub/bob@example.org", content=body)
     assert r.status_code == 400
     assert fragment in r.json()["message"]
 
 
-def test_secret_key_refused(live: LiveServer) -> None:
+def test_secret_key_refused(live: Server) -> None:
     key = TestKey.generate("Sec <sec@example.org>")
     secret = key.secret_armored
     assert "PRIVATE KEY" in secret
@@ -93,13 +94,13 @@ def test_secret_key_refused(live: LiveServer) -> None:
     assert "secret" in r.json()["message"].lower()
 
 
-def test_too_large(live: LiveServer, settings: Settings) -> None:
+def test_too_large(live: Server, settings: Settings) -> None:
     r = live.client.post("/pub/big@example.org", content=b"x" * (settings.max_input_bytes + 1))
     assert r.status_code == 413
     assert r.json()["code"] == 413
 
 
-def test_rate_limit_one_mail_per_window(live: LiveServer, smtp_server: LoopbackSMTPServer) -> None:
+def test_rate_limit_one_mail_per_window(live: Server, smtp_server: LoopbackSMTPServer) -> None:
     key = TestKey.generate("Carol <carol@example.org>")
     first = live.client.post("/pub/carol@example.org", content=key.armored).text
     assert "was sent" in first
@@ -116,7 +117,7 @@ def test_rate_limit_one_mail_per_window(live: LiveServer, smtp_server: LoopbackS
 
 
 def test_expired_link_offers_resend(
-    live: LiveServer, smtp_server: LoopbackSMTPServer, clock: Clock, settings: Settings
+    live: Server, smtp_server: LoopbackSMTPServer, clock: Clock, settings: Settings
 ) -> None:
     key = TestKey.generate("Dan <dan@example.org>")
     live.client.post("/pub/dan@example.org", content=key.armored)
@@ -134,13 +135,13 @@ def test_expired_link_offers_resend(
     assert live.client.get("/pub/dan@example.org").status_code == 200
 
 
-def test_invalid_token(live: LiveServer) -> None:
+def test_invalid_token(live: Server) -> None:
     r = live.client.get("/verify/not-a-real-token")
     assert r.status_code == 404 and "not valid" in r.text
     assert live.client.post("/verify/not-a-real-token").status_code == 404
 
 
-def _publish(live: LiveServer, smtp: LoopbackSMTPServer, key: TestKey, email: str) -> None:
+def _publish(live: Server, smtp: LoopbackSMTPServer, key: TestKey, email: str) -> None:
     before = len(smtp.messages)
     r = live.client.post(f"/pub/{email}", content=key.armored)
     assert "was sent" in r.text, r.text
@@ -149,7 +150,7 @@ def _publish(live: LiveServer, smtp: LoopbackSMTPServer, key: TestKey, email: st
 
 
 def test_update_of_attested_key_takes_effect_at_once(
-    live: LiveServer, smtp_server: LoopbackSMTPServer
+    live: Server, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate("Erin <erin@example.org>")
     _publish(live, smtp_server, key, "erin@example.org")
@@ -164,7 +165,7 @@ def test_update_of_attested_key_takes_effect_at_once(
 
 
 def test_conflict_replaces_previous_key_and_tells_the_address(
-    live: LiveServer, smtp_server: LoopbackSMTPServer, clock: Clock
+    live: Server, smtp_server: LoopbackSMTPServer, clock: Clock
 ) -> None:
     old = TestKey.generate("Finn <finn@example.org>")
     new = TestKey.generate("Finn <finn@example.org>")
@@ -188,7 +189,7 @@ def test_several_keys_per_address_when_configured(
     s = mail_settings.model_copy(
         update={"multiple_keys_per_address": True, "mail_rate_window_seconds": 0}
     )
-    with LiveServer.start(s, clock=clock) as live:
+    with AppServer.start(s, clock=clock) as live:
         a, b = TestKey.generate("G <g@example.org>"), TestKey.generate("G <g@example.org>")
         _publish(live, smtp_server, a, "g@example.org")
         _publish(live, smtp_server, b, "g@example.org")
@@ -200,7 +201,7 @@ def test_several_keys_per_address_when_configured(
 
 
 def test_revocation_unpublishes_but_stays_retrievable(
-    live: LiveServer, smtp_server: LoopbackSMTPServer
+    live: Server, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate("Hal <hal@example.org>").with_user_id("Hal <hal@old.example>")
     _publish(live, smtp_server, key, "hal@example.org")
@@ -227,7 +228,7 @@ def _armor(data: bytes) -> str:
     return armor(data)
 
 
-def test_put_pub_refuses_other_keys(live: LiveServer) -> None:
+def test_put_pub_refuses_other_keys(live: Server) -> None:
     key = TestKey.generate("Ida <ida@example.org>")
     other = TestKey.generate("Ida <ida@example.org>")
     assert live.client.put(f"/pub/{key.key_id}", content=key.armored).status_code == 404
@@ -245,16 +246,16 @@ def issuer() -> Iterator[LocalIssuer]:
 
 
 @pytest.fixture
-def oidc_live(mail_settings: Settings, clock: Clock, issuer: LocalIssuer) -> Iterator[LiveServer]:
+def oidc_live(mail_settings: Settings, clock: Clock, issuer: LocalIssuer) -> Iterator[Server]:
     s = mail_settings.model_copy(
         update={"oidc_issuers": (issuer.url,), "oidc_audiences": (issuer.audience,)}
     )
-    with LiveServer.start(s, clock=clock) as server:
+    with AppServer.start(s, clock=clock) as server:
         yield server
 
 
 def test_oidc_publishes_at_once_and_replaces(
-    oidc_live: LiveServer, issuer: LocalIssuer, smtp_server: LoopbackSMTPServer
+    oidc_live: Server, issuer: LocalIssuer, smtp_server: LoopbackSMTPServer
 ) -> None:
     first = TestKey.generate("Jo <jo@example.org>")
     r = oidc_live.client.post(
@@ -301,7 +302,7 @@ def test_oidc_publishes_at_once_and_replaces(
         "email-mismatch",
     ],
 )
-def test_oidc_refusals_are_401(oidc_live: LiveServer, issuer: LocalIssuer, make_header) -> None:  # type: ignore[no-untyped-def]
+def test_oidc_refusals_are_401(oidc_live: Server, issuer: LocalIssuer, make_header) -> None:  # type: ignore[no-untyped-def]
     issuer.add_rsa_key("other", publish=False)
     key = TestKey.generate("Jo <jo@example.org>")
     r = oidc_live.client.post(
@@ -318,6 +319,7 @@ def test_oidc_refusals_are_401(oidc_live: LiveServer, issuer: LocalIssuer, make_
 
 def _sign_only_key(uid: str) -> str:
     with tempfile.TemporaryDirectory() as home:
+        daemons.watch(home)
         env = {"GNUPGHOME": home, "PATH": "/usr/bin:/bin"}
         subprocess.run(
             [
@@ -343,7 +345,7 @@ def _sign_only_key(uid: str) -> str:
 
 
 def test_welcome_message(
-    oidc_live: LiveServer, issuer: LocalIssuer, smtp_server: LoopbackSMTPServer
+    oidc_live: Server, issuer: LocalIssuer, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate("Kim <kim@example.org>")
     auth = {"Authorization": issuer.bearer(email="kim@example.org")}
@@ -370,7 +372,7 @@ def test_welcome_message(
     assert oidc_live.client.post("/welcome-message", content=b"{").status_code == 400
 
 
-def test_welcome_first_answer_is_sent_true(oidc_live: LiveServer, issuer: LocalIssuer) -> None:
+def test_welcome_first_answer_is_sent_true(oidc_live: Server, issuer: LocalIssuer) -> None:
     key = TestKey.generate("Lee <lee@example.org>")
     r = oidc_live.client.post(
         "/welcome-message",
@@ -380,7 +382,7 @@ def test_welcome_first_answer_is_sent_true(oidc_live: LiveServer, issuer: LocalI
     assert r.json() == {"sent": True}
 
 
-def test_legacy_submit_and_lookup(live: LiveServer, smtp_server: LoopbackSMTPServer) -> None:
+def test_legacy_submit_and_lookup(live: Server, smtp_server: LoopbackSMTPServer) -> None:
     key = TestKey.generate("Max <max@example.org>")
     r = live.client.post(
         "/initial/legacy_submit", json={"email": "max@example.org", "pubkey": key.armored}
@@ -403,7 +405,7 @@ def test_legacy_submit_and_lookup(live: LiveServer, smtp_server: LoopbackSMTPSer
 
 
 def test_confirming_after_the_user_id_was_revoked_publishes_nothing(
-    live: LiveServer, smtp_server: LoopbackSMTPServer, core: Core
+    live: Server, smtp_server: LoopbackSMTPServer, core: Core
 ) -> None:
     """The address is published only if the key still carries a valid, unrevoked user ID
     with it when the link is confirmed."""

@@ -20,6 +20,7 @@ import pytest
 
 from attester.openpgp import armor
 from attester.service.attestation import Attestation
+from tests.support import daemons
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
@@ -79,8 +80,15 @@ class GnuPG:
 
 
 @pytest.fixture
+def live(socket_server: LiveServer) -> LiveServer:
+    """The session's app on a real socket: dirmngr connects to it."""
+    return socket_server
+
+
+@pytest.fixture
 def gnupg(live: LiveServer) -> Iterator[GnuPG]:
     home = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
+    daemons.watch(home)
     home.chmod(0o700)
     port = live.origin.rsplit(":", 1)[1]
     # Only our server: an IP literal (no SRV or DNS lookups), IPv4 only, no Tor probing,

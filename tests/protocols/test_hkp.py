@@ -26,11 +26,11 @@ from tests.support import hashquery
 from tests.support.clock import Clock
 from tests.support.flows import link_in, text_of
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import AppServer, Server
 from tests.support.smtp import LoopbackSMTPServer
 
 
-def _lookup(live: LiveServer, **params: str) -> httpx.Response:
+def _lookup(live: Server, **params: str) -> httpx.Response:
     return live.client.get("/pks/lookup", params=params)
 
 
@@ -63,7 +63,7 @@ def alice(attestation: Attestation) -> TestKey:
 # ---- op=get
 
 
-def test_get_by_email_serves_only_attested_user_ids(server: LiveServer, alice: TestKey) -> None:
+def test_get_by_email_serves_only_attested_user_ids(server: Server, alice: TestKey) -> None:
     for search in ("alice@example.org", "<alice@example.org>", "ALICE@Example.ORG"):
         r = _lookup(server, op="get", search=search, options="mr")
         assert r.status_code == 200, r.text
@@ -95,7 +95,7 @@ def _subkey_ids(key: TestKey) -> tuple[str, str]:
         "0x{sub_kid}",
     ],
 )
-def test_get_by_fingerprint_and_key_id(server: LiveServer, alice: TestKey, form: str) -> None:
+def test_get_by_fingerprint_and_key_id(server: Server, alice: TestKey, form: str) -> None:
     sub_fpr, sub_kid = _subkey_ids(alice)
     search = form.format(
         fpr=alice.fingerprint,
@@ -112,7 +112,7 @@ def test_get_by_fingerprint_and_key_id(server: LiveServer, alice: TestKey, form:
     assert [u.text for u in cert.user_ids] == ["Alice Example <alice@example.org>"]
 
 
-def test_identity_free_when_nothing_is_attested(server: LiveServer, core: Core) -> None:
+def test_identity_free_when_nothing_is_attested(server: Server, core: Core) -> None:
     key = TestKey.generate("Nobody <nobody@example.org>")
     core_import(core, key)
     r = _lookup(server, op="get", search="0x" + key.fingerprint)
@@ -134,7 +134,7 @@ def core_import(core: Core, key: TestKey) -> None:
         core.ingest.merge(tx, cert, "test", datetime.now(UTC))
 
 
-def test_v6_fingerprint(server: LiveServer, attestation: Attestation) -> None:
+def test_v6_fingerprint(server: Server, attestation: Attestation) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         tsk = Tsk.generate(user_ids=["Six <six@example.org>"], profile=Profile.RFC9580)
@@ -153,7 +153,7 @@ def test_v6_fingerprint(server: LiveServer, attestation: Attestation) -> None:
 # ---- op=index / vindex
 
 
-def test_machine_readable_index(server: LiveServer, alice: TestKey, core: Core) -> None:
+def test_machine_readable_index(server: Server, alice: TestKey, core: Core) -> None:
     [cert] = parse_certificates(alice.public)
     created = int(cert.primary.created.timestamp())
     [uid] = [u for u in cert.user_ids if u.text == "Alice Example <alice@example.org>"]
@@ -171,7 +171,7 @@ def test_machine_readable_index(server: LiveServer, alice: TestKey, core: Core) 
         ]
 
 
-def test_index_escaping(server: LiveServer, attestation: Attestation) -> None:
+def test_index_escaping(server: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Zoë 100% (a:b) <zoe@esc.example>")
     _publish(attestation, key)
     r = _lookup(server, op="index", search="zoe@esc.example", options="mr")
@@ -187,7 +187,7 @@ def test_escape_uid_bytes() -> None:
 
 
 def test_index_lists_only_attested_user_ids(
-    server: LiveServer, attestation: Attestation, alice: TestKey
+    server: Server, attestation: Attestation, alice: TestKey
 ) -> None:
     r = _lookup(server, op="index", search="0x" + alice.fingerprint, options="mr")
     assert [line for line in _lines(r) if line.startswith("uid:")] == [
@@ -196,7 +196,7 @@ def test_index_lists_only_attested_user_ids(
     assert "hidden" not in r.text and "private" not in r.text
 
 
-def test_several_results_and_count(server: LiveServer, attestation: Attestation) -> None:
+def test_several_results_and_count(server: Server, attestation: Attestation) -> None:
     a = TestKey.generate("Team Member One <one@team.example>")
     b = TestKey.generate("Team Member Two <two@team.example>")
     _publish(attestation, a)
@@ -218,7 +218,7 @@ def test_several_results_and_count(server: LiveServer, attestation: Attestation)
     }
 
 
-def test_text_search_only_over_published_user_ids(server: LiveServer, alice: TestKey) -> None:
+def test_text_search_only_over_published_user_ids(server: Server, alice: TestKey) -> None:
     assert _lookup(server, op="index", search="alice", options="mr").status_code == 200
     assert _lookup(server, op="index", search="Example alice", options="mr").status_code == 200
     # "private" and the hidden address occur only in the unattested user ID.
@@ -231,17 +231,17 @@ def test_text_search_minimum_length_is_a_setting(
 ) -> None:
     """Issue 10 item 21: two-character words let anyone page through every published
     address; the minimum is ``search_min_chars`` (3)."""
-    with LiveServer.start(settings) as live:
+    with AppServer.start(settings) as live:
         r = _lookup(live, op="index", search="al", options="mr")
         assert r.status_code == 400 and "at least 3 characters" in r.text
         assert _lookup(live, op="index", search="ali", options="mr").status_code == 200
-    with LiveServer.start(settings.model_copy(update={"search_min_chars": 2})) as live:
+    with AppServer.start(settings.model_copy(update={"search_min_chars": 2})) as live:
         assert _lookup(live, op="index", search="al", options="mr").status_code == 200
-    with LiveServer.start(settings.model_copy(update={"search_min_chars": 6})) as live:
+    with AppServer.start(settings.model_copy(update={"search_min_chars": 6})) as live:
         assert _lookup(live, op="index", search="alice", options="mr").status_code == 400
 
 
-def test_exact(server: LiveServer, alice: TestKey) -> None:
+def test_exact(server: Server, alice: TestKey) -> None:
     whole = "Alice  example <alice@example.org>"
     r = _lookup(server, op="index", search=whole, options="mr", exact="on")
     assert r.status_code == 200 and alice.fingerprint in r.text
@@ -252,7 +252,7 @@ def test_exact(server: LiveServer, alice: TestKey) -> None:
 
 
 def test_text_search_switched_off(settings: Settings, alice: TestKey) -> None:
-    with LiveServer.start(settings.model_copy(update={"hkp_text_search": False})) as live:
+    with AppServer.start(settings.model_copy(update={"hkp_text_search": False})) as live:
         r = _lookup(live, op="index", search="alice", options="mr")
         assert r.status_code == 501
         assert r.headers["content-type"].startswith("text/plain")
@@ -277,7 +277,7 @@ def test_flags_revoked_and_expired(
     [exp_cert] = parse_certificates(expiring.public)
     assert exp_cert.expires is not None
     clock = Clock()
-    with LiveServer.start(settings, clock=clock) as live:
+    with AppServer.start(settings, clock=clock) as live:
         r = _lookup(live, op="index", search="0x" + revoked.fingerprint, options="mr")
         [pub] = [line for line in _lines(r) if line.startswith("pub:")]
         assert pub.endswith(":r")
@@ -292,7 +292,7 @@ def test_flags_revoked_and_expired(
         assert r.json()["keys"][0]["expired"] is True
 
 
-def test_json_index(server: LiveServer, alice: TestKey) -> None:
+def test_json_index(server: Server, alice: TestKey) -> None:
     r = _lookup(server, op="index", search="alice@example.org", options="json")
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     body = r.json()
@@ -303,14 +303,14 @@ def test_json_index(server: LiveServer, alice: TestKey) -> None:
     assert [u["uid"] for u in k["user_ids"]] == ["Alice Example <alice@example.org>"]
 
 
-def test_nm_option_is_accepted(server: LiveServer, alice: TestKey) -> None:
+def test_nm_option_is_accepted(server: Server, alice: TestKey) -> None:
     r = _lookup(server, op="index", search="alice@example.org", options="mr,nm")
     assert r.status_code == 200 and _lines(r)[0] == "info:1:1"
     r = _lookup(server, op="get", search="alice@example.org", options="nm")
     assert r.status_code == 200 and "BEGIN PGP" in r.text
 
 
-def test_human_readable_index_escapes_markup(server: LiveServer, attestation: Attestation) -> None:
+def test_human_readable_index_escapes_markup(server: Server, attestation: Attestation) -> None:
     # (A user ID with more angle brackets than its address carries no address at all.)
     key = TestKey.generate('Tom "x" & Jerry\'s Co <mark@markup.example>')
     _publish(attestation, key)
@@ -351,7 +351,7 @@ def test_human_readable_index_escapes_markup(server: LiveServer, attestation: At
     ],
 )
 def test_error_codes(
-    server: LiveServer, alice: TestKey, params: dict[str, str], status: int, fragment: str
+    server: Server, alice: TestKey, params: dict[str, str], status: int, fragment: str
 ) -> None:
     r = _lookup(server, **params)
     assert r.status_code == status, r.text
@@ -363,7 +363,7 @@ def test_error_codes(
 # ---- op=stats, op=hget
 
 
-def test_stats(server: LiveServer, alice: TestKey, core: Core) -> None:
+def test_stats(server: Server, alice: TestKey, core: Core) -> None:
     core_import(core, TestKey.generate("Other <other@example.org>"))
     r = _lookup(server, op="stats", options="mr")
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
@@ -376,7 +376,7 @@ def test_stats(server: LiveServer, alice: TestKey, core: Core) -> None:
     assert f"Attester {__version__}: 2 keys, 1 published address." in r.text
 
 
-def test_hget(server: LiveServer, alice: TestKey, core: Core) -> None:
+def test_hget(server: Server, alice: TestKey, core: Core) -> None:
     data = core.store.stored_data(Fingerprint(alice.fingerprint))
     assert data is not None
     digest = sks_digest(data)
@@ -393,7 +393,7 @@ def test_hget(server: LiveServer, alice: TestKey, core: Core) -> None:
 # ---- POST /pks/add
 
 
-def _add(live: LiveServer, keytext: str, *, first: str = "") -> httpx.Response:
+def _add(live: Server, keytext: str, *, first: str = "") -> httpx.Response:
     return live.client.post(
         "/pks/add",
         content=f"{first}keytext={quote(keytext, safe='')}",
@@ -402,7 +402,7 @@ def _add(live: LiveServer, keytext: str, *, first: str = "") -> httpx.Response:
 
 
 def test_add_sends_verification_and_publishes_after_confirmation(
-    live: LiveServer, smtp_server: LoopbackSMTPServer
+    live: Server, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate("Bob <bob@example.org>").with_user_id("Bob <bob@work.example>")
     r = _add(live, key.armored)
@@ -439,7 +439,7 @@ def test_add_without_mail(
     mail_settings: Settings, clock: Clock, smtp_server: LoopbackSMTPServer
 ) -> None:
     s = mail_settings.model_copy(update={"hkp_add_sends_mail": False})
-    with LiveServer.start(s, clock=clock) as live:
+    with AppServer.start(s, clock=clock) as live:
         key = TestKey.generate("Carl <carl@example.org>")
         r = _add(live, key.armored)
         assert r.status_code == 200
@@ -452,7 +452,7 @@ def test_add_without_mail(
 
 
 def test_add_updates_published_key_at_once(
-    live: LiveServer, attestation: Attestation, smtp_server: LoopbackSMTPServer
+    live: Server, attestation: Attestation, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate("Dora <dora@example.org>")
     _publish(attestation, key)
@@ -473,7 +473,7 @@ def test_add_updates_published_key_at_once(
     assert mail["To"].addresses[0].addr_spec == "dora@new.example"
 
 
-def test_add_revocation_takes_effect(live: LiveServer, attestation: Attestation) -> None:
+def test_add_revocation_takes_effect(live: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Emil <emil@example.org>")
     _publish(attestation, key)
     r = _add(live, armor(key.revoked_public()))
@@ -486,7 +486,7 @@ def test_add_revocation_takes_effect(live: LiveServer, attestation: Attestation)
 
 
 def test_add_several_keys_and_keytext_not_first(
-    live: LiveServer, smtp_server: LoopbackSMTPServer
+    live: Server, smtp_server: LoopbackSMTPServer
 ) -> None:
     a = TestKey.generate("Fay <fay@example.org>")
     b = TestKey.generate("Gus <gus@example.org>")
@@ -498,7 +498,7 @@ def test_add_several_keys_and_keytext_not_first(
     assert len(smtp_server.wait_for(2)) == 2
 
 
-def test_add_keeps_good_keys_of_a_partly_bad_keyring(live: LiveServer) -> None:
+def test_add_keeps_good_keys_of_a_partly_bad_keyring(live: Server) -> None:
     good = TestKey.generate("Hal <hal@example.org>")
     # A primary key with nothing validly bound to it is rejected on its own.
     bad_packets = _primary_only(TestKey.generate("Bad <bad@example.org>"))
@@ -526,7 +526,7 @@ def _primary_only(key: TestKey) -> bytes:
     ],
 )
 def test_add_bad_input(
-    live: LiveServer, body: str, content_type: str, status: int, fragment: str
+    live: Server, body: str, content_type: str, status: int, fragment: str
 ) -> None:
     r = live.client.post("/pks/add", content=body, headers={"content-type": content_type})
     assert r.status_code == status, r.text
@@ -534,14 +534,14 @@ def test_add_bad_input(
     assert fragment in r.text
 
 
-def test_add_refuses_secret_keys(live: LiveServer) -> None:
+def test_add_refuses_secret_keys(live: Server) -> None:
     key = TestKey.generate("Ivy <ivy@example.org>")
     r = _add(live, key.secret_armored)
     assert r.status_code == 400 and "secret" in r.text.lower()
     assert _lookup(live, op="get", search="0x" + key.fingerprint).status_code == 404
 
 
-def test_add_too_large(live: LiveServer, settings: Settings) -> None:
+def test_add_too_large(live: Server, settings: Settings) -> None:
     r = live.client.post(
         "/pks/add",
         content=b"keytext=" + b"x" * settings.max_input_bytes,
@@ -553,7 +553,7 @@ def test_add_too_large(live: LiveServer, settings: Settings) -> None:
 # ---- POST /pks/hashquery
 
 
-def test_hashquery(server: LiveServer, attestation: Attestation, core: Core) -> None:
+def test_hashquery(server: Server, attestation: Attestation, core: Core) -> None:
     a = TestKey.generate("Jan <jan@example.org>").with_user_id("Jan <jan@unverified.example>")
     b = TestKey.generate("Kim <kim@example.org>")
     _publish(attestation, a, "example.org")
@@ -583,11 +583,11 @@ def test_hashquery_only_for_sync_peers(settings: Settings) -> None:
     """Full certificates carry unverified addresses: a client that is not a configured sync
     peer gets 403, whatever it asks."""
     s = settings.model_copy(update={"sync_peers": ("192.0.2.1",)})
-    with LiveServer.start(s) as live:
+    with AppServer.start(s) as live:
         r = live.client.post("/pks/hashquery", content=hashquery.request(["00" * 16]))
         assert r.status_code == 403 and "sync peers" in r.text
     s = settings.model_copy(update={"sync_peers": ("*",)})
-    with LiveServer.start(s) as live:
+    with AppServer.start(s) as live:
         r = live.client.post("/pks/hashquery", content=hashquery.request([]))
         assert r.status_code == 200
 
@@ -603,7 +603,7 @@ def test_hashquery_only_for_sync_peers(settings: Settings) -> None:
     ],
     ids=["empty", "short-count", "missing-hash", "wrong-length", "huge-count"],
 )
-def test_hashquery_malformed(server: LiveServer, body: bytes) -> None:
+def test_hashquery_malformed(server: Server, body: bytes) -> None:
     r = server.client.post("/pks/hashquery", content=body)
     assert r.status_code == 400, r.text
     assert r.headers["content-type"].startswith("text/plain")
@@ -616,7 +616,7 @@ def test_parse_hashquery_ignores_trailing_bytes() -> None:
         parse_hashquery(struct.pack(">I", 1) + struct.pack(">I", 16))
 
 
-def test_cors_preflight(server: LiveServer) -> None:
+def test_cors_preflight(server: Server) -> None:
     r = server.client.options(
         "/pks/lookup",
         headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"},
@@ -625,6 +625,6 @@ def test_cors_preflight(server: LiveServer) -> None:
     assert r.headers["access-control-allow-origin"] in ("*", "https://app.example")
 
 
-def test_stats_json_option(server: LiveServer) -> None:
+def test_stats_json_option(server: Server) -> None:
     r = _lookup(server, op="stats", options="json")
     assert json.loads(r.text)["total"] == 0

@@ -20,7 +20,7 @@ from attester.openpgp import Email, InvalidEmail, email_from_user_id, parse_cert
 from attester.service.attestation import Attestation
 from attester.store.outbox import pending_count
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import LiveServer, Server
 
 # ---- item 12: a user ID naming two addresses is never attested nor served
 
@@ -62,7 +62,7 @@ def test_user_id_with_two_addresses_carries_none(uid: str) -> None:
 
 
 def test_mallory_cannot_attest_a_user_id_gnupg_reads_as_the_victims(
-    server: LiveServer, attestation: Attestation
+    server: Server, attestation: Attestation
 ) -> None:
     key = TestKey.generate("<victim@x.example> <mallory@y.example>")
     assert _gpg_mailboxes(key.public) == ["victim@x.example"]
@@ -106,7 +106,7 @@ def test_addresses_with_control_characters_are_refused(text: str) -> None:
 
 
 def test_control_characters_never_reach_a_mail_or_the_log(
-    server: LiveServer, attestation: Attestation, caplog: pytest.LogCaptureFixture
+    server: Server, attestation: Attestation, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = TestKey.generate("Ctl <ctl@example.org>")
     for raw in ("ctl%0D%0ABcc:%20x@example.org", "ctl%00@example.org", "c%E2%80%AEtl@example.org"):
@@ -121,7 +121,7 @@ def test_control_characters_never_reach_a_mail_or_the_log(
 # ---- item 20: NUL on PostgreSQL
 
 
-def test_nul_in_user_ids_and_lookup_terms(server: LiveServer, attestation: Attestation) -> None:
+def test_nul_in_user_ids_and_lookup_terms(server: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Nul\x00Name <nul@example.org>")
     summary = attestation.imports.keyring(key.public, attest_emails=True)
     assert summary.new == 1 and summary.attested == 1
@@ -153,7 +153,7 @@ def test_nul_in_user_ids_and_lookup_terms(server: LiveServer, attestation: Attes
 
 
 def test_hkp_html_index_makes_hidden_characters_visible(
-    server: LiveServer, attestation: Attestation
+    server: Server, attestation: Attestation
 ) -> None:
     uid = "Eve\u202e\u200bgnp.exe\x07 <eve@example.org>"
     key = TestKey.generate(uid)
@@ -169,7 +169,7 @@ def test_hkp_html_index_makes_hidden_characters_visible(
 # ---- item 10: every route reads at most its limit
 
 
-def test_manage_json_body_is_bounded(server: LiveServer) -> None:
+def test_manage_json_body_is_bounded(server: Server) -> None:
     body = b'{"email": "a@example.org", "pad": "' + b"x" * (4 * 1024 * 1024) + b'"}'
     r = server.client.post("/manage", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 413
@@ -189,8 +189,9 @@ def test_manage_json_body_is_bounded(server: LiveServer) -> None:
 
 
 def test_client_leaving_mid_body_logs_one_line_and_no_traceback(
-    server: LiveServer, caplog: pytest.LogCaptureFixture
+    socket_server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    server = socket_server  # a client that hangs up needs a socket to hang up on
     caplog.set_level(logging.INFO)
     host, port = server.origin.removeprefix("http://").split(":")
     for path in ("/pub/a@example.org", "/vks/v1/upload", "/pks/add", "/upload"):

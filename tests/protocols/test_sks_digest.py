@@ -38,8 +38,8 @@ from attester.openpgp._signature import signature_fields
 from attester.openpgp.types import Fingerprint
 from attester.service.attestation import Attestation
 from attester.service.core import Core
-from tests.support import hashquery
-from tests.support.server import LiveServer
+from tests.support import daemons, hashquery
+from tests.support.server import Server
 from tests.support.smtp import free_port
 
 SKS = shutil.which("sks") or "/usr/sbin/sks"
@@ -110,6 +110,7 @@ def sks() -> Iterator[SKSServer]:
     keys = _slice(KEYRING.read_bytes())
     # A short path: SKS binds a unix socket under the base dir (sun_path is 108 bytes).
     base = Path(tempfile.mkdtemp(prefix="sks", dir="/tmp"))
+    daemons.watch(base)
     for d in ("etc/sks", "var/lib/sks", "var/log/sks", "var/run/sks"):
         (base / d).mkdir(parents=True)
     hkp_port, recon_port = free_port(), free_port()
@@ -237,7 +238,7 @@ def test_attester_digests_match_sks(attestation: Attestation, core: Core, sks: S
 
 
 def test_hashquery_like_sks(
-    server: LiveServer, attestation: Attestation, core: Core, sks: SKSServer
+    server: Server, attestation: Attestation, core: Core, sks: SKSServer
 ) -> None:
     # A few ordinary keys (none of the known different ones): SKS knows them by our digest.
     keys = [

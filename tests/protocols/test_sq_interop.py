@@ -31,7 +31,7 @@ from attester.openpgp._packets import SIGNATURE, USER_ID, RawPacket, split_packe
 from attester.openpgp.wkd import wkd_hash
 from attester.service.attestation import Attestation
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import LiveServer, Server
 
 pytestmark = pytest.mark.skipif(shutil.which("sq") is None, reason="sq is not installed")
 
@@ -61,7 +61,7 @@ def sam(attestation: Attestation) -> TestKey:
     return key
 
 
-def _sq_get(server: LiveServer, home: Path, term: str) -> subprocess.CompletedProcess[bytes]:
+def _sq_get(server: Server, home: Path, term: str) -> subprocess.CompletedProcess[bytes]:
     port = server.base_url.rsplit(":", 1)[1]
     server_uri = f"hkp://127.0.0.1:{port}"
     return _sq(home, "keyserver", "--policy", "insecure", "--server", server_uri, "get", term)
@@ -71,9 +71,11 @@ def _sq_get(server: LiveServer, home: Path, term: str) -> subprocess.CompletedPr
 
 
 @pytest.mark.parametrize("query", ["fingerprint", "key_id", "email"])
-def test_sq_keyserver_get(server: LiveServer, sam: TestKey, sq_home: Path, query: str) -> None:
+def test_sq_keyserver_get(
+    socket_server: LiveServer, sam: TestKey, sq_home: Path, query: str
+) -> None:
     term = {"fingerprint": sam.fingerprint, "key_id": sam.key_id, "email": "sam@example.org"}
-    p = _sq_get(server, sq_home, term[query])
+    p = _sq_get(socket_server, sq_home, term[query])
     assert p.returncode == 0, p.stderr.decode()
     [cert] = parse_certificates(p.stdout)
     assert str(cert.fingerprint) == sam.fingerprint
@@ -82,16 +84,18 @@ def test_sq_keyserver_get(server: LiveServer, sam: TestKey, sq_home: Path, query
 
 @pytest.mark.parametrize("term", ["sam@hidden.example", "F" * 40])
 def test_sq_keyserver_get_not_found(
-    server: LiveServer, sam: TestKey, sq_home: Path, term: str
+    socket_server: LiveServer, sam: TestKey, sq_home: Path, term: str
 ) -> None:
-    p = _sq_get(server, sq_home, term)
+    p = _sq_get(socket_server, sq_home, term)
     assert p.returncode != 0
     assert b"Key not found" in p.stderr
 
 
-def test_sq_refuses_plain_http_without_insecure_policy(server: LiveServer, sq_home: Path) -> None:
+def test_sq_refuses_plain_http_without_insecure_policy(
+    socket_server: LiveServer, sq_home: Path
+) -> None:
     # Documented behaviour of sq, so operators know why the flag is needed.
-    port = server.base_url.rsplit(":", 1)[1]
+    port = socket_server.base_url.rsplit(":", 1)[1]
     p = _sq(sq_home, "keyserver", "--server", f"hkp://127.0.0.1:{port}", "get", "F" * 40)
     assert p.returncode != 0 and b"Insecure" in p.stderr
 
@@ -100,7 +104,7 @@ def test_sq_refuses_plain_http_without_insecure_policy(server: LiveServer, sq_ho
 
 
 @pytest.mark.parametrize("path", ["by-email/sam@example.org", "by-fingerprint/{fpr}"])
-def test_sq_reads_vks_answers(server: LiveServer, sam: TestKey, sq_home: Path, path: str) -> None:
+def test_sq_reads_vks_answers(server: Server, sam: TestKey, sq_home: Path, path: str) -> None:
     r = server.client.get("/vks/v1/" + path.format(fpr=sam.fingerprint))
     assert r.status_code == 200
     p = _sq(sq_home, "inspect", stdin=r.content)
@@ -116,7 +120,7 @@ def test_sq_reads_vks_answers(server: LiveServer, sam: TestKey, sq_home: Path, p
 @pytest.mark.parametrize("method", ["url", "direct-url"])
 @pytest.mark.parametrize("address", ["sam@example.org", "Sam@Example.org"])
 def test_sq_wkd_urls_find_the_key(
-    server: LiveServer, sam: TestKey, sq_home: Path, method: str, address: str
+    server: Server, sam: TestKey, sq_home: Path, method: str, address: str
 ) -> None:
     p = _sq(sq_home, "wkd", method, address)
     assert p.returncode == 0, p.stderr.decode()
@@ -146,7 +150,7 @@ def _keep_user_ids(packets: list[RawPacket], keep: set[bytes]) -> list[RawPacket
 
 
 def test_sq_wkd_generate_agrees_on_names_and_packets(
-    server: LiveServer, attestation: Attestation, sq_home: Path, tmp_path: Path
+    server: Server, attestation: Attestation, sq_home: Path, tmp_path: Path
 ) -> None:
     """``sq wkd generate`` (0.27) writes the whole certificate, every user ID included,
     under each address's hash; we serve only the address's user IDs. So: the same file

@@ -14,10 +14,11 @@ import pytest
 from attester.config import Settings
 from attester.openpgp import armor, parse_certificates
 from attester.service.attestation import Attestation
+from tests.support import daemons
 from tests.support.clock import Clock
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import Server
 from tests.support.smtp import LoopbackSMTPServer
 
 V = "/vks/v1"
@@ -54,7 +55,7 @@ def _is_key(resp: httpx.Response, key: TestKey) -> None:
 # ---- lookups
 
 
-def test_by_email_serves_only_attested_user_ids(server: LiveServer, alice: TestKey) -> None:
+def test_by_email_serves_only_attested_user_ids(server: Server, alice: TestKey) -> None:
     r = server.client.get(f"{V}/by-email/alice+pgp@example.org")
     _is_key(r, alice)
     assert _uids(r) == ["Alice <alice+pgp@example.org>"]
@@ -69,13 +70,11 @@ def test_by_email_serves_only_attested_user_ids(server: LiveServer, alice: TestK
         "ALICE+PGP@Example.Org",
     ],
 )
-def test_by_email_normalises(server: LiveServer, alice: TestKey, term: str) -> None:
+def test_by_email_normalises(server: Server, alice: TestKey, term: str) -> None:
     _is_key(server.client.get(f"{V}/by-email/{term}"), alice)
 
 
-def test_by_fingerprint_and_key_id_serve_attested_user_ids(
-    server: LiveServer, alice: TestKey
-) -> None:
+def test_by_fingerprint_and_key_id_serve_attested_user_ids(server: Server, alice: TestKey) -> None:
     fpr, kid = alice.fingerprint, alice.key_id
     # Lenient where Hagrid is strict: lowercase hex and a 0x prefix.
     for path in (
@@ -91,16 +90,14 @@ def test_by_fingerprint_and_key_id_serve_attested_user_ids(
         assert _uids(r) == ["Alice <alice+pgp@example.org>"], path
 
 
-def test_subkeys_find_the_certificate(server: LiveServer, alice: TestKey) -> None:
+def test_subkeys_find_the_certificate(server: Server, alice: TestKey) -> None:
     [cert] = parse_certificates(alice.public)
     for sub in cert.subkeys:
         _is_key(server.client.get(f"{V}/by-keyid/{sub.key_id}"), alice)
         _is_key(server.client.get(f"{V}/by-fingerprint/{sub.fingerprint}"), alice)
 
 
-def test_identity_free_without_attested_address(
-    server: LiveServer, attestation: Attestation
-) -> None:
+def test_identity_free_without_attested_address(server: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Nobody <nobody@example.org>")
     attestation.imports.keyring(key.public)
     r = server.client.get(f"{V}/by-fingerprint/{key.fingerprint}")
@@ -109,7 +106,7 @@ def test_identity_free_without_attested_address(
     assert server.client.get(f"{V}/by-email/nobody@example.org").status_code == 404
 
 
-def test_head(server: LiveServer, alice: TestKey) -> None:
+def test_head(server: Server, alice: TestKey) -> None:
     r = server.client.head(f"{V}/by-fingerprint/{alice.fingerprint}")
     assert r.status_code == 200 and r.content == b""
     assert r.headers["content-type"] == "application/pgp-keys"
@@ -131,7 +128,7 @@ def test_head(server: LiveServer, alice: TestKey) -> None:
         ("by-email/0123456789ABCDEF", "malformed e-mail address"),
     ],
 )
-def test_malformed(server: LiveServer, path: str, message: str) -> None:
+def test_malformed(server: Server, path: str, message: str) -> None:
     r = server.client.get(f"{V}/{path}")
     assert r.status_code == 400
     assert r.headers["content-type"].startswith("text/plain")
@@ -139,7 +136,7 @@ def test_malformed(server: LiveServer, path: str, message: str) -> None:
     assert r.text == message
 
 
-def test_not_found(server: LiveServer) -> None:
+def test_not_found(server: Server) -> None:
     fpr = "C" * 40
     cases = {
         f"by-fingerprint/{fpr.lower()}": f"No key found for {fpr}",
@@ -155,7 +152,7 @@ def test_not_found(server: LiveServer) -> None:
 
 
 def test_revoked_key_stays_retrievable_by_fingerprint(
-    server: LiveServer, attestation: Attestation
+    server: Server, attestation: Attestation
 ) -> None:
     key = TestKey.generate("Rev <rev@example.org>")
     attestation.imports.keyring(key.public, attest_emails=True)
@@ -167,7 +164,7 @@ def test_revoked_key_stays_retrievable_by_fingerprint(
     assert cert.revoked and cert.user_ids == ()
 
 
-def test_cors_preflight_for_upload(server: LiveServer) -> None:
+def test_cors_preflight_for_upload(server: Server) -> None:
     r = server.client.options(
         f"{V}/upload",
         headers={
@@ -183,18 +180,18 @@ def test_cors_preflight_for_upload(server: LiveServer) -> None:
 # ---- upload and request-verify
 
 
-def _upload(live: LiveServer, keytext: str) -> httpx.Response:
+def _upload(live: Server, keytext: str) -> httpx.Response:
     return live.client.post(f"{V}/upload", json={"keytext": keytext})
 
 
-def _verify(live: LiveServer, token: str, *addresses: str) -> httpx.Response:
+def _verify(live: Server, token: str, *addresses: str) -> httpx.Response:
     return live.client.post(
         f"{V}/request-verify",
         json={"token": token, "addresses": list(addresses), "locale": ["de_CH", "de"]},
     )
 
 
-def test_upload_then_verify_each_address(live: LiveServer, smtp_server: LoopbackSMTPServer) -> None:
+def test_upload_then_verify_each_address(live: Server, smtp_server: LoopbackSMTPServer) -> None:
     key = TestKey.generate("Bo <bo@example.org>").with_user_id("Bo <bo@work.example>")
     r = _upload(live, key.armored)
     assert r.status_code == 200, r.text
@@ -238,14 +235,14 @@ def test_upload_then_verify_each_address(live: LiveServer, smtp_server: Loopback
         smtp_server.wait_for(3, timeout=1.0)
 
 
-def test_upload_of_known_key_reports_published(live: LiveServer, attestation: Attestation) -> None:
+def test_upload_of_known_key_reports_published(live: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Cy <cy@example.org>").with_user_id("Cy <cy@other.example>")
     attestation.imports.keyring(key.public, attest_emails=True, domains=["example.org"])
     r = _upload(live, key.armored)
     assert r.json()["status"] == {"cy@example.org": "published", "cy@other.example": "unpublished"}
 
 
-def test_request_verify_is_rate_limited(live: LiveServer, smtp_server: LoopbackSMTPServer) -> None:
+def test_request_verify_is_rate_limited(live: Server, smtp_server: LoopbackSMTPServer) -> None:
     key = TestKey.generate("Di <di@example.org>")
     token = _upload(live, key.armored).json()["token"]
     assert _verify(live, token, "di@example.org").json()["status"] == {"di@example.org": "pending"}
@@ -264,7 +261,7 @@ def test_request_verify_is_rate_limited(live: LiveServer, smtp_server: LoopbackS
 
 
 def test_request_verify_ignores_addresses_not_on_the_key(
-    live: LiveServer, smtp_server: LoopbackSMTPServer
+    live: Server, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate("Ed <ed@example.org>")
     token = _upload(live, key.armored).json()["token"]
@@ -278,7 +275,7 @@ def test_request_verify_ignores_addresses_not_on_the_key(
     assert r.status_code == 200 and r.json()["status"] == {"ed@example.org": "pending"}
 
 
-def test_expired_or_unknown_token(live: LiveServer, clock: Clock, settings: Settings) -> None:
+def test_expired_or_unknown_token(live: Server, clock: Clock, settings: Settings) -> None:
     key = TestKey.generate("Flo <flo@example.org>")
     token = _upload(live, key.armored).json()["token"]
     expired = {"error": "Upload session expired. Please try again."}
@@ -290,7 +287,7 @@ def test_expired_or_unknown_token(live: LiveServer, clock: Clock, settings: Sett
 
 
 def test_tokens_of_other_purposes_are_not_upload_tokens(
-    live: LiveServer, smtp_server: LoopbackSMTPServer
+    live: Server, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate("Gus <gus@example.org>")
     token = _upload(live, key.armored).json()["token"]
@@ -301,7 +298,7 @@ def test_tokens_of_other_purposes_are_not_upload_tokens(
 
 
 def test_multi_key_upload_answers_fingerprints(
-    live: LiveServer, smtp_server: LoopbackSMTPServer
+    live: Server, smtp_server: LoopbackSMTPServer
 ) -> None:
     a = TestKey.generate("Ha <ha@example.org>")
     b = TestKey.generate("Hb <hb@example.org>")
@@ -317,7 +314,7 @@ def test_multi_key_upload_answers_fingerprints(
         smtp_server.wait_for(1, timeout=0.5)
 
 
-def test_revoked_key_upload(live: LiveServer, smtp_server: LoopbackSMTPServer) -> None:
+def test_revoked_key_upload(live: Server, smtp_server: LoopbackSMTPServer) -> None:
     key = TestKey.generate("Ivy <ivy@example.org>").with_user_id("Ivy <ivy@other.example>")
     r = _upload(live, armor(key.revoked_public()))
     assert r.status_code == 200, r.text
@@ -329,7 +326,7 @@ def test_revoked_key_upload(live: LiveServer, smtp_server: LoopbackSMTPServer) -
         smtp_server.wait_for(1, timeout=0.5)
 
 
-def test_revoked_user_id_upload(live: LiveServer) -> None:
+def test_revoked_user_id_upload(live: Server) -> None:
     key = TestKey.generate("Jan <jan@example.org>").with_user_id("Jan <jan@old.example>")
     data = key.public + key.user_id_revocation("Jan <jan@old.example>")
     r = _upload(live, armor(data))
@@ -346,14 +343,14 @@ def test_revoked_user_id_upload(live: LiveServer) -> None:
         {},
     ],
 )
-def test_other_content_types(live: LiveServer, endpoint: str, headers: dict[str, str]) -> None:
+def test_other_content_types(live: Server, endpoint: str, headers: dict[str, str]) -> None:
     r = live.client.post(f"{V}/{endpoint}", content=b'{"keytext": "x"}', headers=headers)
     assert r.status_code == 400
     assert r.headers["content-type"] == "application/json"
     assert r.json()["error"].startswith("expected application/json data")
 
 
-def test_json_with_charset_is_json(live: LiveServer) -> None:
+def test_json_with_charset_is_json(live: Server) -> None:
     key = TestKey.generate("Kai <kai@example.org>")
     r = live.client.post(
         f"{V}/upload",
@@ -385,19 +382,19 @@ def _signature_only() -> str:
     ],
     ids=["garbage", "empty", "missing", "not-a-string", "not-an-object", "secret", "no-key"],
 )
-def test_upload_refusals(live: LiveServer, make_body, fragment: str) -> None:  # type: ignore[no-untyped-def]
+def test_upload_refusals(live: Server, make_body, fragment: str) -> None:  # type: ignore[no-untyped-def]
     r = live.client.post(f"{V}/upload", json=make_body())
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert isinstance(error, str) and error and fragment in error.lower()
 
 
-def test_upload_not_json(live: LiveServer) -> None:
+def test_upload_not_json(live: Server) -> None:
     r = live.client.post(f"{V}/upload", content=b"{", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]
 
 
-def test_upload_too_large(live: LiveServer, settings: Settings) -> None:
+def test_upload_too_large(live: Server, settings: Settings) -> None:
     big = "x" * (settings.max_input_bytes + 1)
     r = live.client.post(f"{V}/upload", json={"keytext": big})
     assert r.status_code == 413
@@ -413,7 +410,7 @@ def test_upload_too_large(live: LiveServer, settings: Settings) -> None:
         {"token": "x"},
     ],
 )
-def test_request_verify_refusals(live: LiveServer, body: dict[str, object]) -> None:
+def test_request_verify_refusals(live: Server, body: dict[str, object]) -> None:
     r = live.client.post(f"{V}/request-verify", json=body)
     assert r.status_code == 400 and r.json()["error"]
 
@@ -424,6 +421,7 @@ def test_request_verify_refusals(live: LiveServer, body: dict[str, object]) -> N
 def _gpg_fetch(url: str) -> list[str]:
     """Import what ``gpg --fetch-keys URL`` gets into a fresh home; the imported user IDs."""
     with tempfile.TemporaryDirectory(prefix="g", dir="/tmp") as home:
+        daemons.watch(home)
         env = {"GNUPGHOME": home, "PATH": "/usr/bin:/bin"}
         try:
             subprocess.run(
@@ -445,8 +443,8 @@ def _gpg_fetch(url: str) -> list[str]:
     return [line.split(":")[9] for line in out.splitlines() if line.startswith("uid:")]
 
 
-def test_gpg_fetches_from_vks(server: LiveServer, alice: TestKey) -> None:
-    base = server.base_url + V
+def test_gpg_fetches_from_vks(socket_server: Server, alice: TestKey) -> None:
+    base = socket_server.base_url + V
     assert _gpg_fetch(f"{base}/by-email/alice%2Bpgp%40example.org") == [
         "Alice <alice+pgp@example.org>"
     ]

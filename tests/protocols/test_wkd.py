@@ -13,7 +13,7 @@ from attester.openpgp.wkd import wkd_hash
 from attester.service.attestation import Attestation
 from attester.service.core import Core
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import AppServer, Server
 
 W = "/.well-known/openpgpkey"
 JOE = "iy9q119eutrkn8s1mk4r39qejnbu3n5q"  # the draft's test vector: Joe.Doe@Example.ORG
@@ -50,7 +50,7 @@ def test_test_vector() -> None:
     assert wkd_hash("Joe.Doe") == JOE
 
 
-def test_advanced_serves_only_the_address_user_ids(server: LiveServer, joe: TestKey) -> None:
+def test_advanced_serves_only_the_address_user_ids(server: Server, joe: TestKey) -> None:
     r = server.client.get(f"{W}/example.org/hu/{JOE}?l=Joe.Doe")
     _is_wkd_key(r, joe)
     assert _uids(r) == ["Joe (work) <joe.doe@example.org>", "Joe Doe <Joe.Doe@Example.ORG>"]
@@ -68,16 +68,16 @@ def test_advanced_serves_only_the_address_user_ids(server: LiveServer, joe: Test
     "suffix",
     ["", "?l=joe.doe", "?l=JOE.DOE", "?l=someone-else", f"?l=x&other={JOE}"],
 )
-def test_l_is_optional_and_ignored(server: LiveServer, joe: TestKey, suffix: str) -> None:
+def test_l_is_optional_and_ignored(server: Server, joe: TestKey, suffix: str) -> None:
     _is_wkd_key(server.client.get(f"{W}/example.org/hu/{JOE}{suffix}"), joe)
 
 
-def test_domain_and_hash_case(server: LiveServer, joe: TestKey) -> None:
+def test_domain_and_hash_case(server: Server, joe: TestKey) -> None:
     _is_wkd_key(server.client.get(f"{W}/Example.ORG/hu/{JOE.upper()}"), joe)
 
 
 @pytest.mark.parametrize("host", ["example.org", "example.org:8443", "EXAMPLE.org."])
-def test_direct_uses_the_host_header(server: LiveServer, joe: TestKey, host: str) -> None:
+def test_direct_uses_the_host_header(server: Server, joe: TestKey, host: str) -> None:
     r = server.client.get(f"{W}/hu/{JOE}?l=Joe.Doe", headers={"Host": host})
     _is_wkd_key(r, joe)
     assert len(_uids(r)) == 2
@@ -85,14 +85,14 @@ def test_direct_uses_the_host_header(server: LiveServer, joe: TestKey, host: str
     assert _uids(r) == ["Joe <joe.doe@other.example>"]
 
 
-def test_direct_on_a_host_without_keys(server: LiveServer, joe: TestKey) -> None:
+def test_direct_on_a_host_without_keys(server: Server, joe: TestKey) -> None:
     # A loopback request names 127.0.0.1: no address lives there.
     r = server.client.get(f"{W}/hu/{JOE}")
     assert r.status_code == 404
     assert r.headers["access-control-allow-origin"] == "*"
 
 
-def test_head(server: LiveServer, joe: TestKey) -> None:
+def test_head(server: Server, joe: TestKey) -> None:
     get = server.client.get(f"{W}/example.org/hu/{JOE}")
     r = server.client.head(f"{W}/example.org/hu/{JOE}")
     assert r.status_code == 200 and r.content == b""
@@ -117,20 +117,20 @@ def test_head(server: LiveServer, joe: TestKey) -> None:
         f"{W}/hu/policy",
     ],
 )
-def test_not_found(server: LiveServer, joe: TestKey, path: str) -> None:
+def test_not_found(server: Server, joe: TestKey, path: str) -> None:
     r = server.client.get(path)
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("text/plain")
 
 
-def test_unattested_address_is_not_served(server: LiveServer, attestation: Attestation) -> None:
+def test_unattested_address_is_not_served(server: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Kim <kim@example.org>").with_user_id("Kim <kim@hidden.example>")
     attestation.imports.keyring(key.public, attest_emails=True, domains=["example.org"])
     assert server.client.get(f"{W}/example.org/hu/{wkd_hash('kim')}").status_code == 200
     assert server.client.get(f"{W}/hidden.example/hu/{wkd_hash('kim')}").status_code == 404
 
 
-def test_revocation_takes_the_key_off_wkd(server: LiveServer, attestation: Attestation) -> None:
+def test_revocation_takes_the_key_off_wkd(server: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Rev <rev@example.org>")
     attestation.imports.keyring(key.public, attest_emails=True)
     url = f"{W}/example.org/hu/{wkd_hash('rev')}"
@@ -154,7 +154,7 @@ def test_revocation_takes_the_key_off_wkd(server: LiveServer, attestation: Attes
         f"{W}/example.org/other-file",
     ],
 )
-def test_no_directory_listing(server: LiveServer, joe: TestKey, path: str) -> None:
+def test_no_directory_listing(server: Server, joe: TestKey, path: str) -> None:
     r = server.client.get(path)
     assert r.status_code == 404, path
     assert JOE not in r.text
@@ -163,7 +163,7 @@ def test_no_directory_listing(server: LiveServer, joe: TestKey, path: str) -> No
 # ---- policy and submission-address
 
 
-def test_policy_exists_without_configuration(server: LiveServer) -> None:
+def test_policy_exists_without_configuration(server: Server) -> None:
     # The comment line is GnuPG's (gpg-wks-client --install-key writes the same file).
     for path, headers, domain in (
         (f"{W}/Example.org/policy", {}, "example.org"),
@@ -186,7 +186,7 @@ def test_configured_policy_and_submission_address(settings: Settings) -> None:
             "wkd_submission_address": "key-submission@example.org",
         }
     )
-    with LiveServer.start(s) as live:
+    with AppServer.start(s) as live:
         expected = (
             b"# Policy flags for domain example.org\n"
             b"mailbox-only\n"
@@ -214,7 +214,7 @@ def test_keyword_naming_the_submission_address_is_not_repeated(settings: Setting
             "wkd_submission_address": "a@example.org",
         }
     )
-    with LiveServer.start(s) as live:
+    with AppServer.start(s) as live:
         assert live.client.get(f"{W}/x.example/policy").text == (
             "# Policy flags for domain x.example\nsubmission-address: a@example.org\nmailbox-only\n"
         )
@@ -224,7 +224,7 @@ def test_only_listed_domains_are_served(settings: Settings, attestation: Attesta
     key = TestKey.generate("Lu <lu@example.org>").with_user_id("Lu <lu@other.example>")
     attestation.imports.keyring(key.public, attest_emails=True)
     s = settings.model_copy(update={"wkd_domains": ("Example.ORG",)})
-    with LiveServer.start(s) as live:
+    with AppServer.start(s) as live:
         h = wkd_hash("lu")
         assert live.client.get(f"{W}/example.org/hu/{h}").status_code == 200
         assert live.client.get(f"{W}/hu/{h}", headers={"Host": "example.org"}).status_code == 200
@@ -238,7 +238,7 @@ def test_only_listed_domains_are_served(settings: Settings, attestation: Attesta
 def test_no_wkd_at_all(settings: Settings, attestation: Attestation) -> None:
     key = TestKey.generate("Mo <mo@example.org>")
     attestation.imports.keyring(key.public, attest_emails=True)
-    with LiveServer.start(settings.model_copy(update={"wkd_domains": ()})) as live:
+    with AppServer.start(settings.model_copy(update={"wkd_domains": ()})) as live:
         assert live.client.get(f"{W}/example.org/hu/{wkd_hash('mo')}").status_code == 404
         assert live.client.get(f"{W}/example.org/policy").status_code == 404
 
@@ -248,7 +248,7 @@ def test_several_keys_per_address_are_concatenated(
 ) -> None:
     s = settings.model_copy(update={"multiple_keys_per_address": True})
     a, b = TestKey.generate("N <n@example.org>"), TestKey.generate("N <n@example.org>")
-    with LiveServer.start(s) as live:
+    with AppServer.start(s) as live:
         both = Attestation.build(Core(s, attestation.core.db))
         both.imports.keyring(a.public, attest_emails=True)
         both.imports.keyring(b.public, attest_emails=True)
@@ -258,5 +258,5 @@ def test_several_keys_per_address_are_concatenated(
         assert found == {a.fingerprint, b.fingerprint}
 
 
-def test_post_is_not_allowed(server: LiveServer) -> None:
+def test_post_is_not_allowed(server: Server) -> None:
     assert server.client.post(f"{W}/example.org/hu/{JOE}").status_code == 405

@@ -25,6 +25,7 @@ import pytest
 from attester.openpgp._packets import SIGNATURE, USER_ID, RawPacket, split_packets
 from attester.openpgp.wkd import wkd_hash
 from attester.service.attestation import Attestation
+from tests.support import daemons
 from tests.support.keys import TestKey
 from tests.support.server import LiveServer
 
@@ -61,8 +62,15 @@ class GnuPG:
 
 
 @pytest.fixture
+def server(socket_server: LiveServer) -> LiveServer:
+    """The session's app on a real socket: GnuPG fetches from it."""
+    return socket_server
+
+
+@pytest.fixture
 def gnupg() -> Iterator[GnuPG]:
     home = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))
+    daemons.watch(home)
     home.chmod(0o700)
     g = GnuPG(home)
     try:

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import create_engine, text
 
 from attester.config import Settings
 from attester.recon.service import Report
@@ -37,7 +36,6 @@ from attester.service.core import Core
 from attester.service.recon import recon_service
 from attester.store.db import open_database
 from attester.store.recon import ReconStore
-from attester.store.schema import metadata
 from tests.recon.conftest import (
     Keys,
     attester,
@@ -50,6 +48,7 @@ from tests.recon.conftest import (
     stored_digests,
     under,
 )
+from tests.support.database import migrated, postgres_database
 from tests.support.sks import RunningSKS, build_sks, running_sks, sks_free_port, wait_for
 
 pytestmark = [pytest.mark.slow, *needs_sks]
@@ -257,14 +256,10 @@ def test_recon_sync_command_and_filter_mismatch(
 
 
 @pytest.fixture
-def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    url: str = request.getfixturevalue("pg_database")
-    engine = create_engine(url)
-    with engine.begin() as c:
-        names = ", ".join(t.name for t in metadata.sorted_tables)
-        c.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-    yield url
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own, migrated."""
+    with postgres_database() as url, migrated(url):
+        yield url
 
 
 def test_two_attesters_and_sks_converge_by_gossip(

@@ -10,7 +10,7 @@ from attester.service.attestation import Attestation
 from attester.store.db import Database
 from attester.store.schema import outbox
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import Server
 
 
 def pending_count(db: Database) -> int:
@@ -20,7 +20,7 @@ def pending_count(db: Database) -> int:
         return int(conn.execute(q).scalar_one())
 
 
-def test_a_second_key_gets_its_own_link(server: LiveServer, attestation: Attestation) -> None:
+def test_a_second_key_gets_its_own_link(server: Server, attestation: Attestation) -> None:
     a, b, c = (TestKey.generate("Pat <pat@example.org>") for _ in range(3))
     assert attestation.imports.keyring(a.public, attest_emails=True).attested == 1
     answers = []
@@ -35,7 +35,7 @@ def test_a_second_key_gets_its_own_link(server: LiveServer, attestation: Attesta
     assert pending_count(attestation.core.db) == 2
 
 
-def test_mailbox_ceiling_folds_sub_addresses(server: LiveServer, attestation: Attestation) -> None:
+def test_mailbox_ceiling_folds_sub_addresses(server: Server, attestation: Attestation) -> None:
     limit = attestation.core.settings.mail_per_mailbox_limit
     for i in range(limit):
         key = TestKey.generate(f"V <victim+{i}@example.org>")
@@ -48,7 +48,7 @@ def test_mailbox_ceiling_folds_sub_addresses(server: LiveServer, attestation: At
     assert pending_count(attestation.core.db) == limit
 
 
-def test_one_pks_add_cannot_bomb_a_mailbox(server: LiveServer, attestation: Attestation) -> None:
+def test_one_pks_add_cannot_bomb_a_mailbox(server: Server, attestation: Attestation) -> None:
     key = TestKey.generate("V <victim+0@example.org>")
     for i in range(1, 40):
         key = key.with_user_id(f"V <victim+{i}@example.org>")
@@ -58,7 +58,7 @@ def test_one_pks_add_cannot_bomb_a_mailbox(server: LiveServer, attestation: Atte
 
 
 def test_one_keyring_queues_at_most_the_request_limit(
-    server: LiveServer, attestation: Attestation
+    server: Server, attestation: Attestation
 ) -> None:
     keys = [TestKey.generate(f"K <k{i}@d{i}.example>") for i in range(25)]
     r = server.client.post("/pks/add", data={"keytext": "".join(k.armored for k in keys)})

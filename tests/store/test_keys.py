@@ -9,7 +9,6 @@ from attester.openpgp import parse_certificate
 from attester.openpgp.types import Email, Fingerprint, KeyID
 from attester.service.core import Core
 from attester.service.ingest import ImportResult
-from attester.store.db import open_database, upgrade
 from attester.store.views import AttestedBy
 from tests.support.keys import TestKey
 
@@ -134,13 +133,6 @@ def test_twenty_concurrent_merges_lose_nothing(core: Core) -> None:
     data = core.store.stored_data(Fingerprint(base.fingerprint))
     assert data is not None
     assert len(parse_certificate(data, core.settings.limits).user_ids) == 21
-
-
-def test_migrations_are_idempotent(database_url: str) -> None:
-    db = open_database(database_url)
-    upgrade(db)
-    upgrade(db)
-    db.dispose()
 
 
 def test_concurrent_first_uploads_of_one_certificate(core: Core) -> None:

@@ -11,7 +11,7 @@ from attester.openpgp import Fingerprint, KeyID, parse_certificates
 from attester.service.attestation import Attestation
 from attester.store.schema import certs
 from tests.openpgp.forge import Key, bind, certify, join
-from tests.support.server import LiveServer
+from tests.support.server import Server
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_subkey_matches_all_served_deterministically(
 
 
 def test_lookups_serve_every_subkey_match_in_one_answer(
-    server: LiveServer, keys: dict[str, Key]
+    server: Server, keys: dict[str, Key]
 ) -> None:
     enc = keys["enc"].fpr_hex
     want = [keys["mallory"].fpr_hex, keys["victim"].fpr_hex]

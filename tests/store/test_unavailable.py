@@ -16,8 +16,8 @@ from attester.openpgp.types import Email
 from attester.store.db import open_database
 from attester.store.errors import DatabaseUnavailable
 from attester.store.keys import KeyStore
-from tests.conftest import PG_ADMIN_URL
-from tests.support.server import LiveServer
+from tests.support.database import PG_ADMIN_URL
+from tests.support.server import AppServer
 
 
 def test_an_unreachable_database_is_database_unavailable() -> None:
@@ -64,7 +64,7 @@ def test_an_outage_answers_503_everywhere_and_service_resumes(
 ) -> None:
     url, name = outage_database
     settings = load_settings(None, database_url=url, mail_url=f"file:{tmp_path}/outbox")
-    with LiveServer.start(settings) as live:
+    with AppServer.start(settings) as live:
         client = live.client
         assert client.get("/pub/nobody@example.org").status_code == 404
         _close(name, allow=False)

@@ -24,3 +24,7 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.offset += timedelta(seconds=seconds)
+
+    def reset(self) -> None:
+        """Back to real time (one clock serves the session's app across tests)."""
+        self.offset = timedelta(0)

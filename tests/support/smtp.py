@@ -5,9 +5,11 @@ a test can ``stop()`` it, let a sender fail, ``start()`` it again and watch the 
 arrive. It can speak STARTTLS or implicit TLS with a certificate made at test time
 (``SelfSignedCertificate``), require AUTH (over TLS only), and refuse chosen recipients.
 
-Fixtures: ``smtp_certificate`` (one per session), ``smtp_server`` (plain, started) and
-``smtp_server_factory`` (any options; every server it made is stopped afterwards). Import
-them into a ``conftest.py`` to use them.
+Fixtures: ``smtp_certificate`` (one per session), ``smtp_server`` (plain, started, with
+an empty inbox: one server per session, reset for each test), ``smtp_session`` (that
+server, as the session's app is configured with it) and ``smtp_server_factory`` (any
+options; every server it made is stopped afterwards). Import them into a ``conftest.py``
+to use them.
 """
 
 from __future__ import annotations
@@ -229,6 +231,13 @@ class LoopbackSMTPServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def reset(self) -> None:
+        """As if new (same port): running, nothing received, nobody refused."""
+        self.start()
+        with self._arrived:
+            self.received.clear()
+        self.refuse.clear()
+
     # --- what arrived
 
     @property
@@ -305,7 +314,15 @@ def smtp_server_factory() -> Iterator[ServerFactory]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def smtp_session() -> Iterator[LoopbackSMTPServer]:
+    with LoopbackSMTPServer() as server:
+        yield server
+
+
 @pytest.fixture
-def smtp_server(smtp_server_factory: ServerFactory) -> LoopbackSMTPServer:
-    """A started plain SMTP server (no TLS, no AUTH)."""
-    return smtp_server_factory()
+def smtp_server(smtp_session: LoopbackSMTPServer) -> LoopbackSMTPServer:
+    """A started plain SMTP server (no TLS, no AUTH) with an empty inbox. Tests may stop
+    and start it; the next test gets it running again."""
+    smtp_session.reset()
+    return smtp_session

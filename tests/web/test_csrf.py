@@ -14,7 +14,7 @@ from attester.service.attestation import Attestation
 from attester.store.schema import server_secrets
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import AppServer, Server
 from tests.support.smtp import LoopbackSMTPServer
 from tests.web.forms import csrf_token
 
@@ -34,7 +34,7 @@ def ann(attestation: Attestation) -> TestKey:
 
 @pytest.mark.parametrize("headers", CROSS_SITE)
 def test_a_cross_site_form_post_is_refused_even_with_a_token(
-    live: LiveServer, ann: TestKey, smtp_server: LoopbackSMTPServer, headers: dict[str, str]
+    live: Server, ann: TestKey, smtp_server: LoopbackSMTPServer, headers: dict[str, str]
 ) -> None:
     token = csrf_token(live.client, "/manage")
     r = live.client.post(
@@ -48,9 +48,7 @@ def test_a_cross_site_form_post_is_refused_even_with_a_token(
     assert smtp_server.messages == []
 
 
-def test_our_own_pages_pass(
-    live: LiveServer, ann: TestKey, smtp_server: LoopbackSMTPServer
-) -> None:
+def test_our_own_pages_pass(live: Server, ann: TestKey, smtp_server: LoopbackSMTPServer) -> None:
     own = [
         {"sec-fetch-site": "same-origin", "origin": "null"},  # Chrome, no-referrer policy
         {"origin": live.origin},  # a browser without fetch metadata
@@ -67,7 +65,7 @@ def test_our_own_pages_pass(
 
 
 @pytest.mark.parametrize("form", ["/manage", "/upload"])
-def test_a_form_without_its_token_is_refused(live: LiveServer, form: str) -> None:
+def test_a_form_without_its_token_is_refused(live: Server, form: str) -> None:
     other = "/upload" if form == "/manage" else "/manage"
     for token in (None, "", "123.abc", csrf_token(live.client, other)):
         data = {"email": "ann@example.org", "keytext": "x"}
@@ -78,7 +76,7 @@ def test_a_form_without_its_token_is_refused(live: LiveServer, form: str) -> Non
 
 
 def test_the_scripted_manage_request_needs_no_token(
-    live: LiveServer, ann: TestKey, smtp_server: LoopbackSMTPServer
+    live: Server, ann: TestKey, smtp_server: LoopbackSMTPServer
 ) -> None:
     r = live.client.post("/manage", json={"email": "ann@example.org"})
     assert r.status_code == 200 and r.json()["status"] == "ok"
@@ -86,7 +84,7 @@ def test_the_scripted_manage_request_needs_no_token(
 
 
 def test_mail_link_pages_refuse_cross_site_posts_but_need_no_form_token(
-    live: LiveServer, smtp_server: LoopbackSMTPServer
+    live: Server, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate("Bo <bo@example.org>")
     r = live.client.post("/pub/bo@example.org", content=key.armored)
@@ -110,8 +108,12 @@ def test_mail_link_pages_refuse_cross_site_posts_but_need_no_form_token(
     assert live.client.get("/pub/bo@example.org").status_code == 200  # still published
 
 
-def test_app_servers_on_one_database_share_the_form_key(settings: Settings) -> None:
-    with LiveServer.start(settings) as one, LiveServer.start(settings) as two:
+def test_app_servers_on_one_database_share_the_form_key(
+    settings: Settings, fresh_database_url: str
+) -> None:
+    # A database without a key yet: the two servers start together and make it.
+    settings = settings.model_copy(update={"database_url": fresh_database_url})
+    with AppServer.start(settings) as one, AppServer.start(settings) as two:
         token = csrf_token(one.client, "/manage")
         csrf_token(two.client, "/manage")
         r = two.client.post("/manage", data={"email": "x@example.org", "csrf": token})

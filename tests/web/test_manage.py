@@ -7,13 +7,13 @@ import re
 from attester.service.attestation import Attestation
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import Server
 from tests.support.smtp import LoopbackSMTPServer
 from tests.web.forms import csrf_token
 
 
 def test_manage_flow(
-    live: LiveServer, attestation: Attestation, smtp_server: LoopbackSMTPServer
+    live: Server, attestation: Attestation, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate("Ann <ann@example.org>").with_user_id("Ann <ann@work.example>")
     attestation.imports.keyring(key.public, attest_emails=True)
@@ -51,7 +51,7 @@ def test_manage_flow(
     assert live.client.get(f"/pub/{key.fingerprint}").status_code == 200
 
 
-def test_manage_json_and_bad_input(live: LiveServer) -> None:
+def test_manage_json_and_bad_input(live: Server) -> None:
     r = live.client.post("/manage", json={"email": "x@example.org"})
     assert r.status_code == 200 and r.json()["status"] == "ok"
     r = live.client.post("/manage", json={"email": "not an address"})

@@ -7,14 +7,13 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from attester.config import Settings
 from attester.service.attestation import Attestation
 from tests.support.flows import link_in
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import AppServer, Server
 from tests.support.smtp import LoopbackSMTPServer
 from tests.web.forms import csrf_token
 
@@ -23,11 +22,11 @@ PAGES = ["/", "/search?q=a@example.org", "/upload", "/manage", "/about", "/verif
 
 
 @pytest.fixture
-def live(server: LiveServer) -> LiveServer:
+def live(server: Server) -> Server:
     return server
 
 
-def test_root_is_a_page_for_browsers_and_alive_for_api_clients(live: LiveServer) -> None:
+def test_root_is_a_page_for_browsers_and_alive_for_api_clients(live: Server) -> None:
     page = live.client.get("/", headers=BROWSER)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'role="search"' in page.text and 'name="q"' in page.text
@@ -41,7 +40,7 @@ def test_root_is_a_page_for_browsers_and_alive_for_api_clients(live: LiveServer)
 
 
 @pytest.mark.parametrize("path", PAGES)
-def test_every_page_carries_the_security_headers_and_no_cookie(live: LiveServer, path: str) -> None:
+def test_every_page_carries_the_security_headers_and_no_cookie(live: Server, path: str) -> None:
     r = live.client.get(path, headers=BROWSER)
     csp = r.headers["content-security-policy"]
     for directive in (
@@ -63,7 +62,7 @@ def test_every_page_carries_the_security_headers_and_no_cookie(live: LiveServer,
     assert not re.search(r'(src="|<link[^>]+href=")(https?:)?//', r.text)
 
 
-def test_unknown_routes_get_a_page_or_the_json_body(live: LiveServer) -> None:
+def test_unknown_routes_get_a_page_or_the_json_body(live: Server) -> None:
     page = live.client.get("/no/such/thing", headers=BROWSER)
     assert page.status_code == 404 and "Page not found" in page.text
     assert page.headers["content-security-policy"]
@@ -79,23 +78,22 @@ def test_unknown_routes_get_a_page_or_the_json_body(live: LiveServer) -> None:
 
 
 def test_a_crash_shows_a_generic_page_and_logs(
-    live: LiveServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    live: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def boom(*args: object) -> None:
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(live.app.state.core, "search", boom)
-    # Fresh connections: uvicorn closes one whose request ended in an exception.
-    url = live.base_url + "/search?q=a@example.org"
-    page = httpx.get(url, headers=BROWSER)
+    url = "/search?q=a@example.org"
+    page = live.client.get(url, headers=BROWSER)
     assert page.status_code == 500 and "Something went wrong on our side" in page.text
     assert "secret internals" not in page.text
-    api = httpx.get(url)
+    api = live.client.get(url)
     assert api.status_code == 500 and api.json()["message"] == "Internal server error"
     assert any("unhandled error" in r.message for r in caplog.records)
 
 
-def test_static_files(live: LiveServer) -> None:
+def test_static_files(live: Server) -> None:
     page = live.client.get("/", headers=BROWSER).text
     [css] = re.findall(r'href="(/static/style\.css\?v=\w+)"', page)
     r = live.client.get(css)
@@ -111,7 +109,7 @@ def test_static_files(live: LiveServer) -> None:
 
 
 @pytest.fixture
-def branded(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
+def branded(settings: Settings, tmp_path: Path) -> Iterator[Server]:
     logo = tmp_path / "logo.svg"
     logo.write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
     s = settings.model_copy(
@@ -124,11 +122,11 @@ def branded(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
             "web_privacy_statement": "We keep <b>nothing</b>.\n\nReally nothing.",
         }
     )
-    with LiveServer.start(s) as live:
+    with AppServer.start(s) as live:
         yield live
 
 
-def test_branding_without_code(branded: LiveServer) -> None:
+def test_branding_without_code(branded: Server) -> None:
     page = branded.client.get("/about", headers=BROWSER).text
     assert "<title>About and API · Example &lt;Keys&gt;</title>" in page
     assert '<img src="/brand/logo"' in page
@@ -145,7 +143,7 @@ def test_branding_without_code(branded: LiveServer) -> None:
     assert "--accent:#ffd500;--on-accent:#1a1d21;--link:#" in css
 
 
-def test_about_lists_what_this_server_speaks(live: LiveServer) -> None:
+def test_about_lists_what_this_server_speaks(live: Server) -> None:
     page = live.client.get("/about", headers=BROWSER).text
     for anchor in ("api-vks", "api-hkp", "api-wkd", "api-flowcrypt", "api-manage"):
         assert f'id="{anchor}"' in page
@@ -156,17 +154,17 @@ def test_about_lists_what_this_server_speaks(live: LiveServer) -> None:
 
 
 @pytest.fixture
-def proxied(settings: Settings, smtp_server: LoopbackSMTPServer) -> Iterator[LiveServer]:
+def proxied(settings: Settings, smtp_server: LoopbackSMTPServer) -> Iterator[Server]:
     """Served under /keys, as a proxy that keeps the prefix would pass it on."""
     s = settings.model_copy(
         update={"path_prefix": "/keys", "mail_url": smtp_server.url(), "mail_poll_seconds": 0.1}
     )
-    with LiveServer.start(s) as live:
+    with AppServer.start(s) as live:
         yield live
 
 
 def test_links_are_right_under_a_path_prefix(
-    proxied: LiveServer, smtp_server: LoopbackSMTPServer
+    proxied: Server, smtp_server: LoopbackSMTPServer
 ) -> None:
     live = proxied
     assert live.base_url.endswith("/keys")
@@ -175,7 +173,7 @@ def test_links_are_right_under_a_path_prefix(
     assert 'href="/keys/static/style.css?v=' in home
     for path in re.findall(r'(?:href|src)="(/[^"]*)"', home):
         assert path.startswith("/keys/"), path
-        r = httpx.get(live.origin + path, headers=BROWSER)
+        r = live.client.get(live.origin + path, headers=BROWSER)
         assert r.status_code == 200, path
     key = TestKey.generate("Pat <pat@example.org>")
     token = csrf_token(live.client, "/upload")
@@ -190,13 +188,13 @@ def test_links_are_right_under_a_path_prefix(
     [mail] = smtp_server.wait_for(1)
     link = link_in(mail)
     assert link.startswith(live.base_url + "/verify/")
-    page = httpx.get(link).text
+    page = live.client.get(link).text
     assert f'action="/keys/verify/{link.rsplit("/", 1)[1]}"' in page
 
 
 def test_a_proxy_that_strips_the_prefix(settings: Settings) -> None:
     """base_url names the public path; the app itself is served at /."""
-    with LiveServer.start(
+    with AppServer.start(
         settings.model_copy(update={"base_url": "https://keys.example/attester"})
     ) as live:
         home = live.client.get("/", headers=BROWSER).text
@@ -207,7 +205,7 @@ def test_a_proxy_that_strips_the_prefix(settings: Settings) -> None:
 
 
 def test_operator_import_shows_how_addresses_were_attested(
-    live: LiveServer, attestation: Attestation
+    live: Server, attestation: Attestation
 ) -> None:
     key = TestKey.generate("Op <op@example.org>")
     attestation.imports.keyring(key.public, attest_emails=True)

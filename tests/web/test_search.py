@@ -18,17 +18,17 @@ from attester.service.attestation import Attestation
 from attester.store.views import StoredCert
 from attester.web.search import key_views
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import AppServer, Server
 
 BROWSER = {"accept": "text/html"}
 
 
 @pytest.fixture
-def live(server: LiveServer) -> LiveServer:
+def live(server: Server) -> Server:
     return server
 
 
-def _search(live: LiveServer, q: str) -> tuple[int, str]:
+def _search(live: Server, q: str) -> tuple[int, str]:
     r = live.client.get("/search", params={"q": q}, headers=BROWSER)
     return r.status_code, r.text
 
@@ -37,9 +37,7 @@ def _grouped(fpr: str) -> str:
     return " ".join(fpr[i : i + 4] for i in range(0, len(fpr), 4))
 
 
-def test_a_published_key_shows_what_is_published(
-    live: LiveServer, attestation: Attestation
-) -> None:
+def test_a_published_key_shows_what_is_published(live: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Dana <dana@example.org>").with_user_id("Dana <dana@private.example>")
     attestation.imports.keyring(key.public, attest_emails=True, domains=["example.org"])
     status, page = _search(live, "dana@example.org")
@@ -59,7 +57,7 @@ def test_a_published_key_shows_what_is_published(
 
 
 def test_nothing_published_for_an_address_says_so_and_points_to_upload(
-    live: LiveServer, attestation: Attestation
+    live: Server, attestation: Attestation
 ) -> None:
     key = TestKey.generate("Eve <eve@example.org>")
     attestation.submit.submit(key.public)  # uploaded, never verified
@@ -73,7 +71,7 @@ def test_nothing_published_for_an_address_says_so_and_points_to_upload(
     assert "Eve" not in page.split("<main")[1]
 
 
-def test_unknown_fingerprint_key_id_and_text(live: LiveServer) -> None:
+def test_unknown_fingerprint_key_id_and_text(live: Server) -> None:
     status, page = _search(live, "A" * 40)
     assert status == 404 and "No key found for fingerprint" in page and "AAAA AAAA" in page
     status, page = _search(live, "0x" + "B" * 16)
@@ -82,7 +80,7 @@ def test_unknown_fingerprint_key_id_and_text(live: LiveServer) -> None:
     assert status == 404 and "No published key matches" in page
 
 
-def test_a_subkey_fingerprint_finds_its_key(live: LiveServer, attestation: Attestation) -> None:
+def test_a_subkey_fingerprint_finds_its_key(live: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Finn <finn@example.org>")
     attestation.imports.keyring(key.public, attest_emails=True)
     subkey = parse_certificate(key.public).subkeys[0].fingerprint
@@ -91,7 +89,7 @@ def test_a_subkey_fingerprint_finds_its_key(live: LiveServer, attestation: Attes
     assert _grouped(key.fingerprint) in page
 
 
-def test_a_revoked_key(live: LiveServer, attestation: Attestation) -> None:
+def test_a_revoked_key(live: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Gil <gil@example.org>")
     attestation.imports.keyring(key.revoked_public())
     status, page = _search(live, key.fingerprint)
@@ -109,9 +107,7 @@ def test_a_revoked_key(live: LiveServer, attestation: Attestation) -> None:
         ("al ex", "search for a word of at least 3 characters"),
     ],
 )
-def test_bad_searches_are_explained_next_to_the_field(
-    live: LiveServer, q: str, message: str
-) -> None:
+def test_bad_searches_are_explained_next_to_the_field(live: Server, q: str, message: str) -> None:
     status, page = _search(live, q)
     assert status == 400
     assert 'aria-invalid="true"' in page and 'aria-describedby="q-hint q-error"' in page
@@ -120,18 +116,18 @@ def test_bad_searches_are_explained_next_to_the_field(
 
 
 def test_text_search_can_be_switched_off(settings: Settings) -> None:
-    with LiveServer.start(settings.model_copy(update={"hkp_text_search": False})) as live:
+    with AppServer.start(settings.model_copy(update={"hkp_text_search": False})) as live:
         status, page = _search(live, "some name")
         assert status == 400 and "Searching by name is switched off" in page
 
 
-def test_the_search_term_is_shown_inert(live: LiveServer) -> None:
+def test_the_search_term_is_shown_inert(live: Server) -> None:
     status, page = _search(live, '"><script>alert(1)</script>')
     assert status == 404 and "<script>alert" not in page
     assert 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in page
 
 
-def test_download(live: LiveServer, attestation: Attestation) -> None:
+def test_download(live: Server, attestation: Attestation) -> None:
     key = TestKey.generate("Hal <hal@example.org>")
     attestation.imports.keyring(key.public, attest_emails=True)
     for path in (key.fingerprint, key.fingerprint.lower() + ".asc"):

@@ -13,12 +13,12 @@ from attester.config import Settings
 from attester.service.attestation import Attestation
 from tests.support.clock import Clock
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import AppServer, Server
 from tests.support.smtp import LoopbackSMTPServer
 from tests.web.forms import csrf_token, token_in
 
 
-def _upload(live: LiveServer, keytext: str = "", file: bytes | None = None) -> tuple[int, str]:
+def _upload(live: Server, keytext: str = "", file: bytes | None = None) -> tuple[int, str]:
     data = {"csrf": csrf_token(live.client, "/upload"), "keytext": keytext}
     files = {"keyfile": ("key.asc", file or b"", "application/octet-stream")}
     r = live.client.post("/upload", data=data, files=files)
@@ -35,7 +35,7 @@ def _rows(page: str) -> dict[str, str]:
     return out
 
 
-def _press(live: LiveServer, page: str, email: str) -> tuple[int, str]:
+def _press(live: Server, page: str, email: str) -> tuple[int, str]:
     [token] = set(re.findall(r'name="token" value="([^"]+)"', page))
     r = live.client.post(
         "/upload/verify", data={"csrf": token_in(page), "token": token, "email": email}
@@ -44,7 +44,7 @@ def _press(live: LiveServer, page: str, email: str) -> tuple[int, str]:
 
 
 def test_upload_lists_every_address_and_mails_one_per_button(
-    live: LiveServer, attestation: Attestation, smtp_server: LoopbackSMTPServer
+    live: Server, attestation: Attestation, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = (
         TestKey.generate("Ida <ida@example.org>")
@@ -77,7 +77,7 @@ def test_upload_lists_every_address_and_mails_one_per_button(
     assert len(smtp_server.messages) == 1
 
 
-def test_paste_works_too_and_a_key_without_address(live: LiveServer) -> None:
+def test_paste_works_too_and_a_key_without_address(live: Server) -> None:
     key = TestKey.generate("Jo <jo@example.org>")
     status, page = _upload(live, keytext=key.armored)
     assert status == 200 and _rows(page) == {"jo@example.org": "unpublished"}
@@ -86,7 +86,7 @@ def test_paste_works_too_and_a_key_without_address(live: LiveServer) -> None:
     assert status == 200 and "carries no email address" in page
 
 
-def test_a_secret_key_is_refused_explained_and_not_stored(live: LiveServer) -> None:
+def test_a_secret_key_is_refused_explained_and_not_stored(live: Server) -> None:
     key = TestKey.generate("Kim <kim@example.org>")
     status, page = _upload(live, keytext=key.secret_armored)
     assert status == 400
@@ -109,9 +109,7 @@ def test_a_secret_key_is_refused_explained_and_not_stored(live: LiveServer) -> N
         ),
     ],
 )
-def test_bad_input_is_explained_next_to_the_field(
-    live: LiveServer, keytext: str, message: str
-) -> None:
+def test_bad_input_is_explained_next_to_the_field(live: Server, keytext: str, message: str) -> None:
     status, page = _upload(live, keytext=keytext)
     assert status == 400
     assert 'aria-invalid="true" aria-describedby="upload-error"' in page
@@ -122,7 +120,7 @@ def test_bad_input_is_explained_next_to_the_field(
 
 
 def test_size_limits(settings: Settings) -> None:
-    with LiveServer.start(settings.model_copy(update={"max_input_bytes": 2048})) as live:
+    with AppServer.start(settings.model_copy(update={"max_input_bytes": 2048})) as live:
         key = TestKey.generate(*(f"Long Name {i} <n{i}@example.org>" for i in range(40)))
         status, page = _upload(live, keytext=key.armored)
         assert status == 413 and "2048 bytes" in page and "upload-error" in page
@@ -130,7 +128,7 @@ def test_size_limits(settings: Settings) -> None:
         assert status == 413 and "larger than the limit of 2048 bytes" in page
 
 
-def test_the_upload_session_expires(live: LiveServer, clock: Clock) -> None:
+def test_the_upload_session_expires(live: Server, clock: Clock) -> None:
     status, page = _upload(live, keytext=TestKey.generate("Lu <lu@example.org>").armored)
     clock.now += timedelta(seconds=live.settings.upload_token_seconds + 1)
     status, page = _press(live, page, "lu@example.org")
@@ -138,7 +136,7 @@ def test_the_upload_session_expires(live: LiveServer, clock: Clock) -> None:
 
 
 def test_buttons_without_their_form_token_do_nothing(
-    live: LiveServer, smtp_server: LoopbackSMTPServer
+    live: Server, smtp_server: LoopbackSMTPServer
 ) -> None:
     _, page = _upload(live, keytext=TestKey.generate("Mo <mo@example.org>").armored)
     [token] = set(re.findall(r'name="token" value="([^"]+)"', page))

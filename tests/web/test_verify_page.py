@@ -7,18 +7,18 @@ from attester.openpgp import Fingerprint, parse_certificates
 from attester.service.attestation import Attestation
 from tests.support.flows import link_in, text_of
 from tests.support.keys import TestKey
-from tests.support.server import LiveServer
+from tests.support.server import Server
 from tests.support.smtp import LoopbackSMTPServer
 
 
-def test_no_script_submits_a_form(live: LiveServer) -> None:
+def test_no_script_submits_a_form(live: Server) -> None:
     script = live.client.get("/static/app.js").text
     assert ".submit(" not in script and "requestSubmit" not in script
     assert "data-autosubmit" not in script
 
 
 def test_replacing_page_names_both_keys_and_the_owner_is_told(
-    live: LiveServer, smtp_server: LoopbackSMTPServer, attestation: Attestation
+    live: Server, smtp_server: LoopbackSMTPServer, attestation: Attestation
 ) -> None:
     owner = TestKey.generate("Vic <vic@example.org>")
     assert attestation.imports.keyring(owner.public, attest_emails=True).attested == 1
@@ -49,7 +49,7 @@ def test_replacing_page_names_both_keys_and_the_owner_is_told(
 
 
 def test_plain_confirmation_page_has_no_warning(
-    live: LiveServer, smtp_server: LoopbackSMTPServer
+    live: Server, smtp_server: LoopbackSMTPServer
 ) -> None:
     key = TestKey.generate("New <new@example.org>")
     assert live.client.post("/pub/new@example.org", content=key.armored).status_code == 200

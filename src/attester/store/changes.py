@@ -14,15 +14,21 @@ changed, whoever changed it:
 
 While the PostgreSQL listener is not connected, nothing can be known about other
 processes' writes, so ``current()`` answers a new number each time: nothing is reused.
+
+Every ``Database`` of one process opened on the same database shares one feed
+(``changes_for``): a write through any of them is known to all at once, as it is to the
+app that shares its process with a CLI command or a test.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import sqlite3
 import threading
 import uuid
+import weakref
 from typing import Any
 
 log = logging.getLogger("attester.store")
@@ -37,6 +43,7 @@ class Changes:
         # Sent with this feed's own notifications: it bumped at commit already, and hearing
         # them later would throw away answers computed since.
         self.sender = uuid.uuid4().hex
+        self._watchers = 0
 
     def bump(self) -> None:
         """Stored data may have changed (a write committed)."""
@@ -46,10 +53,24 @@ class Changes:
         return self._value
 
     def watch(self) -> None:
-        """Start noticing other processes' writes (a long-running server calls this)."""
+        """Start noticing other processes' writes (a running app calls this, and
+        ``unwatch`` when it stops; the feed watches while anyone wants it)."""
+        with _REGISTRY_LOCK:
+            self._watchers = self._watchers + 1
+            if self._watchers == 1:
+                self._start()
 
-    def close(self) -> None:
-        """Stop watching."""
+    def unwatch(self) -> None:
+        with _REGISTRY_LOCK:
+            self._watchers = self._watchers - 1
+            if self._watchers == 0:
+                self._stop()
+
+    def _start(self) -> None:
+        pass
+
+    def _stop(self) -> None:
+        pass
 
 
 class SQLiteChanges(Changes):
@@ -60,7 +81,7 @@ class SQLiteChanges(Changes):
         self._seen: int | None = None
         self._lock = threading.Lock()
 
-    def watch(self) -> None:
+    def _start(self) -> None:
         conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA busy_timeout=1000")
         self._conn = conn
@@ -84,10 +105,11 @@ class SQLiteChanges(Changes):
                     self.bump()
         return self._value
 
-    def close(self) -> None:
+    def _stop(self) -> None:
         if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            with self._lock:
+                self._conn.close()
+                self._conn = None
 
 
 class PostgresChanges(Changes):
@@ -95,10 +117,11 @@ class PostgresChanges(Changes):
         super().__init__()
         self._url = url  # a libpq URL (postgresql://...), for psycopg directly
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop_event = threading.Event()
         self._listening = False
 
-    def watch(self) -> None:
+    def _start(self) -> None:
+        self._stop_event = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="changes", daemon=True)
         self._thread.start()
 
@@ -110,13 +133,13 @@ class PostgresChanges(Changes):
     def _listen(self) -> None:
         import psycopg
 
-        while not self._stop.is_set():
+        while not self._stop_event.is_set():
             try:
                 with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._listening = True
                     self.bump()  # whatever happened while it was down
-                    while not self._stop.is_set():
+                    while not self._stop_event.is_set():
                         for note in conn.notifies(timeout=1.0):
                             if note.payload != self.sender:
                                 self.bump()
@@ -124,20 +147,37 @@ class PostgresChanges(Changes):
                 if self._listening:
                     log.warning("lost the change notifications of the database: %s", e)
                 self._listening = False
-                self._stop.wait(1.0)
+                self._stop_event.wait(1.0)
             finally:
                 self._listening = False
 
-    def close(self) -> None:
-        self._stop.set()
+    def _stop(self) -> None:
+        self._stop_event.set()
         if self._thread is not None:
             self._thread.join(5)
+            self._thread = None
+
+
+_REGISTRY_LOCK = threading.RLock()
+_FEEDS: weakref.WeakValueDictionary[str, Changes] = weakref.WeakValueDictionary()
 
 
 def changes_for(url: Any) -> Changes:
-    """The change feed for a SQLAlchemy URL (``sqlalchemy.engine.URL``)."""
+    """The change feed of the database at a SQLAlchemy URL (``sqlalchemy.engine.URL``),
+    one per database in this process."""
     if url.get_backend_name() == "sqlite":
         if url.database in (None, "", ":memory:"):
             return Changes()
-        return SQLiteChanges(url.database)
-    return PostgresChanges(url.set(drivername="postgresql").render_as_string(hide_password=False))
+        key = "sqlite:" + os.path.realpath(url.database)
+    else:
+        key = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with _REGISTRY_LOCK:
+        feed = _FEEDS.get(key)
+        if feed is None:
+            feed = (
+                SQLiteChanges(key[len("sqlite:") :])
+                if key.startswith("sqlite:")
+                else (PostgresChanges(key))
+            )
+            _FEEDS[key] = feed
+        return feed

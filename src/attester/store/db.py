@@ -74,7 +74,6 @@ class Database:
             yield conn
 
     def dispose(self) -> None:
-        self.changes.close()
         self.reader.dispose()
         if self.writer is not self.reader:
             self.writer.dispose()
