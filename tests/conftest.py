@@ -173,6 +173,9 @@ def _session_app(
         mail_poll_seconds=0.1,
         mail_retry_base_seconds=0.3,
         port=0,
+        # As in ``settings``: every request of the session comes from 127.0.0.1.
+        rate_limit_mail_requests="100000/minute",
+        rate_limit_text_search="100000/minute",
     )
     app = SessionApp(settings, _session_clock)
     yield app

@@ -240,7 +240,11 @@ def test_recon_sync_command_and_filter_mismatch(
         assert not report.completed and report.outcome == "refused"
         assert "filters do not match" in report.problem
         assert "remote filters: [ yminsky.merge ]" in report.problem
-    # ... and when SKS connects, we refuse in the same words and SKS logs them.
+    # ... and when SKS connects, we refuse in the same words and SKS logs them. (A new
+    # SKS on a port of its own: SKS binds without SO_REUSEADDR, and the sessions above
+    # left the first port's connections in TIME_WAIT.)
+    sks_port = sks_free_port()
+    wrong = _settings(tmp_path, url, sks_port, filters="yminsky.merge")
     with (
         attester(wrong, HOST) as live,
         running_sks(
