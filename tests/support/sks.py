@@ -153,16 +153,26 @@ def running_sks(
         + ("gossip_interval: 0.02\n" if gossip else "dontgossip:\n")
     )
     (base / "etc/sks/membership").write_text("".join(f"{p}\n" for p in partners))
-    procs = [
-        subprocess.Popen(
-            [SKS, cmd, "-basedir", str(base)],
-            cwd=base,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for cmd in ("db", "recon")
-    ]
+
+    def start(cmd: str) -> subprocess.Popen[bytes]:
+        # An exit before its log opens (a failed bind or connect) is told on stderr only.
+        with (base / f"{cmd}.stderr").open("wb") as err:
+            return subprocess.Popen(
+                [SKS, cmd, "-basedir", str(base)],
+                cwd=base,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
+
+    procs = [start("db")]
+    # "sks recon" connects to the db's command socket at once and exits if it is not there yet.
+    deadline = time.monotonic() + 60
+    while not (base / "var/run/sks/db_com_sock").exists() and procs[0].poll() is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    procs.append(start("recon"))
     client = httpx.Client(base_url=f"http://{host}:{hkp_port}", timeout=30, trust_env=False)
     try:
         deadline = time.monotonic() + 60
@@ -173,7 +183,7 @@ def running_sks(
                 exits = [p.poll() for p in procs]
                 logs = "".join(
                     f"--- {f.name}\n{f.read_text(errors='replace')[-1500:]}"
-                    for f in sorted(base.glob("var/log/sks/*.log"))
+                    for f in sorted([*base.glob("var/log/sks/*.log"), *base.glob("*.stderr")])
                 )
                 raise RuntimeError(f"sks did not start (db, recon exit: {exits}):\n{logs}")
             time.sleep(0.1)
