@@ -4,6 +4,7 @@ lifting the removal serves again exactly what was served before."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from attester.config import Settings
+from attester.openpgp import parse_certificate
 from attester.openpgp.types import Fingerprint
 from attester.service.attestation import Attestation
 from attester.service.core import Core
@@ -237,3 +239,33 @@ def test_removal_targets_are_checked_and_audited(
 
 def _filter(action: str) -> AuditFilter:
     return AuditFilter(action=action)
+
+
+def test_a_removal_made_while_a_key_is_being_written_still_hides_it(
+    core: Core, attestation: Attestation
+) -> None:
+    """The write of a new key and a removal naming it, in two concurrent transactions: on
+    PostgreSQL neither sees the other's uncommitted rows, so without the removals lock
+    the key would be stored unflagged and served (SQLite serialises writers anyway)."""
+    key = TestKey.generate("Dora <dora@example.com>")
+    cert = parse_certificate(key.public, core.settings.limits)
+    written = threading.Event()
+    outcome: list[object] = []
+
+    def remove() -> None:
+        written.wait(5)
+        outcome.append(
+            attestation.admin.removals.remove(
+                Target.parse(fingerprint=key.fingerprint), "compromised", OPERATOR
+            )
+        )
+
+    remover = threading.Thread(target=remove)
+    remover.start()
+    with core.store.write() as tx:
+        core.ingest.merge_many(tx, [cert], "upload", core.clock())
+        written.set()
+        time.sleep(0.5)  # the removal is under way meanwhile (or waits for this commit)
+    remover.join(10)
+    assert outcome and not remover.is_alive()
+    assert core.store.by_fingerprint(Fingerprint(key.fingerprint)) == []

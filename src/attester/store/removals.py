@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, or_, select
+from sqlalchemy import Connection, and_, delete, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from attester.openpgp.types import Email, Fingerprint, KeyID
@@ -113,12 +113,33 @@ class RemovalStore:
             return conn.execute(q.where(certs.c.removed.is_(True)).limit(1)).first() is not None
 
 
+# The PostgreSQL advisory lock that orders removals against certificate writes: a
+# transaction that works out removal flags holds it shared until it ends, one that makes
+# or lifts a removal holds it exclusively. Without it a removal and a concurrent write of
+# a key it names could each miss the other (neither sees the other's uncommitted rows),
+# leaving the key served. SQLite needs nothing: its writers run one at a time.
+_REMOVALS_LOCK = 0x4174746573746572  # "Attester"
+
+
 class RemovalTx:
-    """Writes, inside a ``KeyStore.write()`` transaction (``WriteTx.removals``)."""
+    """Writes, inside a ``KeyStore.write()`` transaction (``WriteTx.removals``).
+
+    Whether any removal is in force is read once per transaction and kept (most servers
+    have none, and an import asks for every address of thousands of keys); the lock
+    above keeps that answer true until the transaction ends."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._pg = conn.dialect.name == "postgresql"
+        self._any: bool | None = None
+        self._held = ""  # "", "shared" or "exclusive": the lock this transaction holds
+
+    def _lock(self, mode: str) -> None:
+        if not self._pg or self._held == "exclusive" or self._held == mode:
+            return
+        fn = "pg_advisory_xact_lock" if mode == "exclusive" else "pg_advisory_xact_lock_shared"
+        self.conn.execute(text(f"SELECT {fn}(:key)"), {"key": _REMOVALS_LOCK})
+        self._held = mode
 
     def get(self, kind: RemovalKind, value: str) -> Removal | None:
         row = self.conn.execute(
@@ -128,6 +149,7 @@ class RemovalTx:
 
     def add(self, kind: RemovalKind, value: str, reason: str, actor: Actor, now: datetime) -> bool:
         """Record a removal; False when one for the same target is already in force."""
+        self._lock("exclusive")
         ins = (postgresql.insert if self._pg else sqlite.insert)(removals).values(
             kind=kind.value,
             value=value,
@@ -138,15 +160,19 @@ class RemovalTx:
         )
         done = self.conn.execute(
             ins.on_conflict_do_nothing(index_elements=["kind", "value"]).returning(removals.c.kind)
-        )
-        return done.first() is not None
+        ).first()
+        if done is not None:
+            self._any = True
+        return done is not None
 
     def delete(self, kind: RemovalKind, value: str) -> Removal | None:
+        self._lock("exclusive")
         found = self.get(kind, value)
         if found is not None:
             self.conn.execute(
                 delete(removals).where(removals.c.kind == kind.value, removals.c.value == value)
             )
+            self._any = None
         return found
 
     def primary_of(self, fpr: Fingerprint) -> Fingerprint | None:
@@ -180,12 +206,17 @@ class RemovalTx:
 
     def exist(self) -> bool:
         """Whether any removal is in force (most servers have none: then nothing written
-        needs its flags worked out)."""
-        return self.conn.execute(select(removals.c.kind).limit(1)).first() is not None
+        needs its flags worked out). Read once per transaction."""
+        if self._any is None:
+            self._lock("shared")
+            self._any = self.conn.execute(select(removals.c.kind).limit(1)).first() is not None
+        return self._any
 
     def flags_for(self, fingerprint: Fingerprint, emails: Collection[str]) -> tuple[bool, set[str]]:
         """Whether a removal names this certificate, and which of these addresses a
         removal names (by address or domain). One primary-key lookup per target."""
+        if not self.exist():
+            return False, set()
         domains = {_domain_of(e) for e in emails}
         conditions = [
             and_(
