@@ -25,6 +25,7 @@ from attester.config import Settings
 from attester.federation import DumpImporter, DumpReader, DumpUnreadable, export_dump
 from attester.openpgp import Limits, parse_certificates
 from attester.openpgp._packets import PUBLIC_KEY, USER_ATTRIBUTE, encode_packet, split_packets
+from attester.openpgp.types import Email
 from attester.service.attestation import Attestation
 from attester.store.db import normalise_url, open_database
 from attester.store.origins import ExportSelection, OriginStore
@@ -253,11 +254,14 @@ def test_directory_import_of_a_dump_attests_through_the_service(
     attestation: Attestation, tmp_path: Path
 ) -> None:
     keys = [TestKey.generate(f"U{i} <u{i}@corp.example>") for i in range(5)]
+    # Stored exactly so already by a plain import: not skipped, its address is attested.
+    DumpImporter(attestation.core).load(io.BytesIO(keys[0].public))
     dump = io.BytesIO(gzip.compress(b"".join(k.public for k in keys)))
     summary = DumpImporter(
         attestation.core, attest_emails=True, domains=["corp.example"], batch_size=2
     ).load(dump)
-    assert (summary.new, summary.attested) == (5, 5)
+    assert (summary.new, summary.unchanged, summary.attested) == (4, 1, 5)
+    assert attestation.core.store.by_email(Email.parse("u0@corp.example"))
 
 
 # ---- writing

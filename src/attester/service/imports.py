@@ -68,43 +68,58 @@ class Imports:
             items = self.core.parsing.call(parse_keyring, data, self.core.settings.limits)
         except CertificateError as e:
             raise input_error(e) from e
-        allowed = {d.lower().strip() for d in domains} if domains else None
         for start in range(0, len(items), batch_size):
             batch = items[start : start + batch_size]
-            now = self.core.clock()
             for item in batch:
                 if isinstance(item, Rejected):
                     summary.reject(item.reason)
-            certs = [c for c in batch if not isinstance(c, Rejected)]
-            with self.core.store.write() as tx:
-                for merged in self.core.ingest.merge_many(tx, certs, source, now):
-                    if isinstance(merged, CertificateError):
-                        summary.reject(str(merged))
-                        continue
-                    summary.count(merged.result)
-                    if attest_emails:
-                        wanted = _emails_in(merged.cert, allowed)
-                        refused = [
-                            e
-                            for e in wanted
-                            if self.core.publication.refusal(
-                                tx, merged.cert.fingerprint, e, Method.OPERATOR
-                            )
-                        ]
-                        summary.refused += len(refused)
-                        done = self.core.publication.publish(
-                            tx,
-                            merged.cert_id,
-                            merged.cert,
-                            [e for e in wanted if e not in refused],
-                            AttestedBy.OPERATOR,
-                            actor,
-                            now,
-                        )
-                        summary.attested += len(done)
+            self.store(
+                [c for c in batch if not isinstance(c, Rejected)],
+                summary,
+                source=source,
+                attest_emails=attest_emails,
+                domains=domains,
+                actor=actor,
+            )
             if progress:
                 progress(len(batch), len(items))
         return summary
+
+    def store(
+        self,
+        certs: list[ParsedCert],
+        summary: ImportSummary,
+        *,
+        source: str = "import",
+        attest_emails: bool = False,
+        domains: Iterable[str] | None = None,
+        actor: Actor = OPERATOR,
+    ) -> None:
+        """Merge parsed certificates in one transaction (and attest, as ``keyring``)."""
+        if not certs:
+            return
+        allowed = {d.lower().strip() for d in domains} if domains else None
+        now = self.core.clock()
+        publication = self.core.publication
+        with self.core.store.write() as tx:
+            for merged in self.core.ingest.merge_many(tx, certs, source, now):
+                if isinstance(merged, CertificateError):
+                    summary.reject(str(merged))
+                    continue
+                summary.count(merged.result)
+                if not attest_emails:
+                    continue
+                wanted = _emails_in(merged.cert, allowed)
+                allowed_here = [
+                    e
+                    for e in wanted
+                    if publication.refusal(tx, merged.cert.fingerprint, e, Method.OPERATOR) is None
+                ]
+                summary.refused += len(wanted) - len(allowed_here)
+                done = publication.publish(
+                    tx, merged.cert_id, merged.cert, allowed_here, AttestedBy.OPERATOR, actor, now
+                )
+                summary.attested += len(done)
 
 
 def _emails_in(cert: ParsedCert, domains: set[str] | None) -> list[Email]:

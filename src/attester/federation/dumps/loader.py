@@ -3,13 +3,14 @@
 1. Read the next batch of certificates (``DumpReader``).
 2. Skip those whose SKS digest is already stored, or is what the same peer sent last
    time (a rerun after an interruption skips everything it had finished, without
-   parsing it).
+   parsing it); not with ``attest_emails``, where a stored key may still have
+   addresses to attest.
 3. Parse each remaining certificate on its own bytes, in the core's parsing pool (a
    few batches ahead, on every core: ``Parser.map_batches``), and merge the batch in one
    transaction through the one ingest path: plain (source ``import``), or as a mirror of
    a named peer (``Ingest.from_peer``: the peer's user IDs recorded as vouched for, never
-   attested). ``attest_emails`` is the operator's directory import and goes through
-   ``Imports`` (its conflict rule applies).
+   attested). ``attest_emails`` is the operator's directory import and is stored by
+   ``Imports.store`` (its policy and conflict rule apply).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from attester.federation.dumps.reader import DumpCert, DumpReader
 from attester.federation.errors import DumpUnreadable
 from attester.openpgp import CertificateError, Limits, ParsedCert, Rejected
 from attester.service.core import Core
-from attester.service.errors import ServiceError
 from attester.service.imports import OPERATOR, Imports, ImportSummary
 from attester.service.ingest import vouched_user_ids
 from attester.service.parsing import parse_each
@@ -51,7 +51,7 @@ class DumpImporter:
         mirror: str | None = None,
         attest_emails: bool = False,
         domains: Iterable[str] | None = None,
-        batch_size: int = 500,
+        batch_size: int = 100,
         actor: Actor = OPERATOR,
     ) -> None:
         if mirror and attest_emails:
@@ -76,19 +76,13 @@ class DumpImporter:
         summary = summary or DumpSummary()
         reader = DumpReader(f, self.limits)
         damage: list[DumpUnreadable] = []
-        if self.attest_emails:
-            for batch in self._batches(reader, summary, damage):
-                self._attest(batch, summary)
-                if progress:
-                    progress(len(batch), reader.position)
-        else:
-            # Batches are parsed in the worker processes a few ahead of the one being
-            # written here; memory holds only those few.
-            work = self._to_parse(self._batches(reader, summary, damage), summary)
-            for (batch, todo), parsed in self.core.parsing.map_batches(_parse_batch, work):
-                self._store(todo, parsed, summary)
-                if progress:
-                    progress(len(batch), reader.position)
+        # Batches are parsed in the worker processes a few ahead of the one being
+        # written here; memory holds only those few.
+        work = self._to_parse(self._batches(reader, summary, damage), summary)
+        for (batch, todo), parsed in self.core.parsing.map_batches(_parse_batch, work):
+            self._store(todo, parsed, summary)
+            if progress:
+                progress(len(batch), reader.position)
         if damage:
             raise damage[0]  # after everything before the damage was stored
         return summary
@@ -120,8 +114,11 @@ class DumpImporter:
         """Each batch and those of its certificates not stored exactly so already, with
         what the workers parse of it."""
         for batch in batches:
-            known = self.core.origins.known_digests([c.digest for c in batch])
-            todo = [c for c in batch if c.digest not in known]
+            todo = batch
+            if not self.attest_emails:
+                # (A key stored exactly so may still have addresses to attest.)
+                known = self.core.origins.known_digests([c.digest for c in batch])
+                todo = [c for c in batch if c.digest not in known]
             summary.skipped += len(batch) - len(todo)
             summary.unchanged += len(batch) - len(todo)
             yield (batch, todo), ([c.data for c in todo], self.limits)
@@ -144,6 +141,15 @@ class DumpImporter:
                     parsed.append((item, c.digest))
         if not parsed:
             return
+        if self.attest_emails:
+            self.imports.store(
+                [c for c, _ in parsed],
+                summary,
+                attest_emails=True,
+                domains=self.domains,
+                actor=self.actor,
+            )
+            return
         now = self.core.clock()
         with self.core.store.write() as tx:
             if self.origin is None:
@@ -158,30 +164,6 @@ class DumpImporter:
                 summary.reject(str(merged))
             else:
                 summary.count(merged.result)
-
-    def _attest(self, batch: list[DumpCert], summary: DumpSummary) -> None:
-        """The directory import: ``Imports`` merges and attests (its conflict rule
-        applies), in chunks it accepts as one keyring."""
-        chunk: list[bytes] = []
-        size = 0
-        for c in [*batch, None]:
-            if chunk and (c is None or size + len(c.data) > self.limits.max_input_bytes):
-                try:
-                    self.imports.keyring(
-                        b"".join(chunk),
-                        source="import",
-                        attest_emails=True,
-                        domains=self.domains,
-                        summary=summary,
-                        batch_size=len(chunk),
-                        actor=self.actor,
-                    )
-                except ServiceError as e:
-                    summary.reject(e.message, len(chunk))
-                chunk, size = [], 0
-            if c is not None:
-                chunk.append(c.data)
-                size += len(c.data)
 
 
 def _parse_batch(
