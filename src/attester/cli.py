@@ -200,7 +200,7 @@ def import_(
     ] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Certificates per transaction.")
-    ] = 500,
+    ] = 100,
     config: ConfigOpt = None,
 ) -> None:
     """Merge certificates from keyrings or keyserver dumps into the store, streaming, and
