@@ -88,6 +88,10 @@ class AuditFilter:
     domain: str | None = None
 
 
+# Built once (its compiled form is reused): an import appends an entry per address.
+_APPEND = insert(audit_log)
+
+
 def append(
     conn: Connection,
     now: datetime,
@@ -101,18 +105,19 @@ def append(
     detail: str | dict[str, Any] | None = None,
 ) -> None:
     conn.execute(
-        insert(audit_log).values(
-            at=now,
-            actor_kind=actor.kind.value,
-            actor=actor.name[:255],
-            client_address=(actor.address or None) and actor.address[:64],
-            action=action[:32],
-            fingerprint=fingerprint.hex if fingerprint else None,
-            email=email.address if email else None,
-            domain=domain,
-            reason=reason,
-            detail=json.dumps(detail, sort_keys=True) if isinstance(detail, dict) else detail,
-        )
+        _APPEND,
+        {
+            "at": now,
+            "actor_kind": actor.kind.value,
+            "actor": actor.name[:255],
+            "client_address": (actor.address or None) and actor.address[:64],
+            "action": action[:32],
+            "fingerprint": fingerprint.hex if fingerprint else None,
+            "email": email.address if email else None,
+            "domain": domain,
+            "reason": reason,
+            "detail": json.dumps(detail, sort_keys=True) if isinstance(detail, dict) else detail,
+        },
     )
 
 

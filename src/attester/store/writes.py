@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from attester.openpgp import ParsedCert, UserIDInfo
@@ -31,6 +31,71 @@ from attester.store.tokens import Tokens
 from attester.store.views import AttestedBy, uid_hash
 
 _CHUNK = 500  # rows per multi-row statement (SQLite allows 32766 bound values)
+
+# The statements every publication step runs, built once: SQLAlchemy then reuses their
+# cache key and compiled form, where a statement built per call costs more to build and
+# key than the database takes to run it (an import runs them for every key). Bound
+# parameter names start with ``b_``: an UPDATE may not bind a column's own name.
+_CERT_ID = select(certs.c.id).where(certs.c.fingerprint == bindparam("b_fpr"))
+_CERT_DATA = select(certs.c.data).where(certs.c.id == bindparam("b_id"))
+_USER_ID_ROWS = (
+    select(
+        user_ids.c.id,
+        user_ids.c.uid_hash,
+        user_ids.c.uid_raw,
+        user_ids.c.email,
+        user_ids.c.revoked,
+        user_ids.c.attested_by,
+        user_ids.c.attested_at,
+        user_ids.c.removed,
+    )
+    .where(user_ids.c.cert_id == bindparam("b_id"))
+    .order_by(user_ids.c.id)
+)
+_SET_ATTESTED = (
+    update(user_ids)
+    .where(user_ids.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(attested_by=bindparam("b_by"), attested_at=bindparam("b_at"))
+)
+_CLEAR_USER_ID_FORMS = (
+    update(user_ids)
+    .where(user_ids.c.cert_id == bindparam("b_id"))
+    .values(wkd_binary=None, removed=False)
+)
+_MARK_REMOVED = (
+    update(user_ids)
+    .where(user_ids.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(removed=True)
+)
+_SET_WKD = (
+    update(user_ids).where(user_ids.c.id == bindparam("b_id")).values(wkd_binary=bindparam("b_wkd"))
+)
+_SET_CERT_FORMS = (
+    update(certs)
+    .where(certs.c.id == bindparam("b_id"))
+    .values(
+        armored_identity_free=bindparam("b_free"),
+        armored_published=bindparam("b_published"),
+        removed=bindparam("b_removed"),
+    )
+)
+_PUBLISHED_EMAILS = (
+    select(user_ids.c.email)
+    .distinct()
+    .where(
+        user_ids.c.cert_id == bindparam("b_id"),
+        user_ids.c.attested_at.is_not(None),
+        user_ids.c.email.is_not(None),
+        user_ids.c.removed.is_(False),
+    )
+)
+_ATTESTED_CERTS = (
+    select(certs.c.id, certs.c.fingerprint)
+    .distinct()
+    .join(user_ids, user_ids.c.cert_id == certs.c.id)
+    .where(user_ids.c.email == bindparam("b_email"), user_ids.c.attested_at.is_not(None))
+)
+_LOCK_ADDRESS = text("SELECT pg_advisory_xact_lock(hashtext(:e))")
 
 
 @dataclass(frozen=True)
@@ -175,30 +240,15 @@ class WriteTx:
             self.conn.execute(insert(user_ids), uids)
 
     def cert_id(self, fpr: Fingerprint) -> int | None:
-        v = self.conn.execute(select(certs.c.id).where(certs.c.fingerprint == fpr.hex)).first()
+        v = self.conn.execute(_CERT_ID, {"b_fpr": fpr.hex}).first()
         return int(v[0]) if v else None
 
     def cert_data(self, cert_id: int) -> bytes:
-        return bytes(
-            self.conn.execute(select(certs.c.data).where(certs.c.id == cert_id)).scalar_one()
-        )
+        return bytes(self.conn.execute(_CERT_DATA, {"b_id": cert_id}).scalar_one())
 
     # ---- publication
     def user_id_rows(self, cert_id: int) -> list[UserIDRow]:
-        rows = self.conn.execute(
-            select(
-                user_ids.c.id,
-                user_ids.c.uid_hash,
-                user_ids.c.uid_raw,
-                user_ids.c.email,
-                user_ids.c.revoked,
-                user_ids.c.attested_by,
-                user_ids.c.attested_at,
-                user_ids.c.removed,
-            )
-            .where(user_ids.c.cert_id == cert_id)
-            .order_by(user_ids.c.id)
-        )
+        rows = self.conn.execute(_USER_ID_ROWS, {"b_id": cert_id})
         return [
             UserIDRow(
                 r.id,
@@ -219,9 +269,7 @@ class WriteTx:
         """Mark these user ID rows attested (``by``, ``at``), or not (None, None)."""
         if ids:
             self.conn.execute(
-                update(user_ids)
-                .where(user_ids.c.id.in_(list(ids)))
-                .values(attested_by=str(by) if by else None, attested_at=at)
+                _SET_ATTESTED, {"b_ids": list(ids), "b_by": str(by) if by else None, "b_at": at}
             )
 
     def write_forms(
@@ -238,62 +286,39 @@ class WriteTx:
         row in ``wkd`` its WKD answer (every other row of the certificate gets none), and
         the removal flags (the certificate's, and those of the rows in
         ``removed_user_ids``), in the statements that write the forms anyway."""
-        self.conn.execute(
-            update(user_ids)
-            .where(user_ids.c.cert_id == cert_id)
-            .values(wkd_binary=None, removed=False)
-        )
+        self.conn.execute(_CLEAR_USER_ID_FORMS, {"b_id": cert_id})
         if removed_user_ids:
+            self.conn.execute(_MARK_REMOVED, {"b_ids": list(removed_user_ids)})
+        if wkd:
             self.conn.execute(
-                update(user_ids)
-                .where(user_ids.c.id.in_(list(removed_user_ids)))
-                .values(removed=True)
-            )
-        for row_id, binary in wkd.items():
-            self.conn.execute(
-                update(user_ids).where(user_ids.c.id == row_id).values(wkd_binary=binary)
+                _SET_WKD, [{"b_id": row_id, "b_wkd": binary} for row_id, binary in wkd.items()]
             )
         self.conn.execute(
-            update(certs)
-            .where(certs.c.id == cert_id)
-            .values(
-                armored_identity_free=identity_free, armored_published=published, removed=removed
-            )
+            _SET_CERT_FORMS,
+            {
+                "b_id": cert_id,
+                "b_free": identity_free,
+                "b_published": published,
+                "b_removed": removed,
+            },
         )
 
     def published_emails(self, cert_id: int | None) -> set[Email]:
         """The addresses this certificate is served with (attested, not removed)."""
         if cert_id is None:
             return set()
-        rows = self.conn.execute(
-            select(user_ids.c.email)
-            .distinct()
-            .where(
-                user_ids.c.cert_id == cert_id,
-                user_ids.c.attested_at.is_not(None),
-                user_ids.c.email.is_not(None),
-                user_ids.c.removed.is_(False),
-            )
-        )
-        return {Email(r[0]) for r in rows}
+        return {Email(r[0]) for r in self.conn.execute(_PUBLISHED_EMAILS, {"b_id": cert_id})}
 
     def attested_certs(self, email: Email) -> list[tuple[int, Fingerprint]]:
         """Certificates on which the address is currently attested (for the conflict rule)."""
-        rows = self.conn.execute(
-            select(certs.c.id, certs.c.fingerprint)
-            .distinct()
-            .join(user_ids, user_ids.c.cert_id == certs.c.id)
-            .where(and_(user_ids.c.email == email.address, user_ids.c.attested_at.is_not(None)))
-        ).all()
+        rows = self.conn.execute(_ATTESTED_CERTS, {"b_email": email.address}).all()
         return [(int(r[0]), Fingerprint(r[1])) for r in rows]
 
     def lock_address(self, email: Email) -> None:
         """Serialise decisions about one address (rate limits, the conflict rule) across
         concurrent transactions. SQLite's BEGIN IMMEDIATE already serialises everything."""
         if self._pg:
-            self.conn.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:e))"), {"e": email.address}
-            )
+            self.conn.execute(_LOCK_ADDRESS, {"e": email.address})
 
     # ---- audit
     def audit(
