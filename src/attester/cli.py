@@ -507,6 +507,7 @@ def recon_sync(
 
     from attester.config import ReconPeer
     from attester.service.core import Core
+    from attester.service.parsing import ParsePool
     from attester.service.recon import prepare_tree, recon_service
     from attester.store.db import open_database, upgrade
 
@@ -515,6 +516,10 @@ def recon_sync(
     upgrade(db)
     core = Core(settings, db)
     prepare_tree(core)
+    # The peer's keys are parsed as uploads are: in worker processes, on every core, each
+    # share within ``parse_timeout_seconds``.
+    pool = ParsePool(settings.parse_workers, settings.parse_timeout_seconds)
+    core.use_parser(pool)
 
     async def run() -> object:
         service = recon_service(core, CollectorRegistry())
@@ -532,8 +537,11 @@ def recon_sync(
 
     from attester.recon.service import Report
 
-    report = asyncio.run(run())
-    db.dispose()
+    try:
+        report = asyncio.run(run())
+    finally:
+        pool.close()
+        db.dispose()
     assert isinstance(report, Report)
     out = Console()
     out.print(

@@ -49,6 +49,8 @@ class ParseTimeout(BadRequest):
 
 
 class Parser(Protocol):
+    workers: int  # how many inputs it parses at once
+
     def call(self, fn: Callable[..., T], *args: Any) -> T: ...
 
     async def parse(self, fn: Callable[..., T], *args: Any) -> T: ...
@@ -60,6 +62,8 @@ class Parser(Protocol):
 
 class InProcess:
     """Parsing in the calling thread: no isolation, no timeout."""
+
+    workers = 1
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)

@@ -7,15 +7,18 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry
 
 from attester.config import ReconPeer, Settings
-from attester.openpgp import CertificateError, ParsedCert, Rejected, parse_keyring
+from attester.openpgp import CertificateError, ParsedCert, Rejected, Unparsable
 from attester.recon.metrics import ReconMetrics
 from attester.recon.service import ReconService
 from attester.service.core import Core
+from attester.service.errors import ServiceError
 from attester.service.ingest import vouched_user_ids
+from attester.service.parsing import parse_each
 from attester.store.recon import ReconStore
 from attester.store.views import Origin, OriginKind
 
@@ -34,11 +37,9 @@ def ingest_recon_keys(core: Core, peer: ReconPeer, keys: list[tuple[str, bytes]]
     address, so by default these keys are found by fingerprint and key id only."""
     counts: Counter[str] = Counter()
     parsed = []
-    for digest, data in keys:
-        try:
-            items = parse_keyring(data, core.settings.limits)
-        except CertificateError as e:
-            log.info("recon key %s from %s rejected: %s", digest, peer.label, e)
+    for (digest, _), items in zip(keys, _parse(core, [data for _, data in keys]), strict=True):
+        if isinstance(items, CertificateError):
+            log.info("recon key %s from %s rejected: %s", digest, peer.label, items)
             counts["rejected"] += 1
             continue
         for item in items:
@@ -68,6 +69,36 @@ def ingest_recon_keys(core: Core, peer: ReconPeer, keys: list[tuple[str, bytes]]
         else:
             counts[merged.result.value] += 1
     return counts
+
+
+def _parse(core: Core, blobs: list[bytes]) -> list[list[ParsedCert | Rejected] | CertificateError]:
+    """Each blob parsed in the core's parsing pool, split across its workers: on every
+    core, and never in the server's own process, where a peer's keys would hold the
+    interpreter that lookups need. A share that overruns the pool's timeout (or breaks a
+    worker) is parsed again a key at a time, so only the keys at fault are refused."""
+    limits = core.settings.limits
+    workers = max(1, core.parsing.workers)
+    size = max(1, -(-len(blobs) // workers))
+    shares = [blobs[i : i + size] for i in range(0, len(blobs), size)]
+
+    def share(part: list[bytes]) -> list[list[ParsedCert | Rejected] | CertificateError]:
+        try:
+            return core.parsing.call(parse_each, part, limits)
+        except ServiceError:
+            if len(part) == 1:
+                return [Unparsable("the key could not be parsed in time")]
+        out: list[list[ParsedCert | Rejected] | CertificateError] = []
+        for blob in part:
+            try:
+                out.extend(core.parsing.call(parse_each, [blob], limits))
+            except ServiceError as e:
+                out.append(Unparsable(e.message))
+        return out
+
+    if len(shares) <= 1:
+        return [item for part in shares for item in share(part)]
+    with ThreadPoolExecutor(len(shares), thread_name_prefix="attester-recon-parse") as pool:
+        return [item for part in pool.map(share, shares) for item in part]
 
 
 def recon_service(core: Core, registry: CollectorRegistry) -> ReconService:
