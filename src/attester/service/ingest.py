@@ -154,10 +154,16 @@ class Ingest:
         sent), one result per item in order, as ``merge_many``."""
         assert origin.kind is not OriginKind.LOCAL
         results = self.merge_many(tx, [c for c, _, _ in items], origin.label, now)
-        for (_, vouched, digest), merged in zip(items, results, strict=True):
-            if isinstance(merged, Merged):
-                tx.origins.record(merged.cert_id, merged.cert, origin, vouched, digest, now)
-                self.publication.refresh_peer_forms(tx, merged.cert_id, merged.cert)
+        done = [
+            (merged, vouched, digest)
+            for (_, vouched, digest), merged in zip(items, results, strict=True)
+            if isinstance(merged, Merged)
+        ]
+        tx.origins.record_many(
+            [(m.cert_id, m.cert, vouched, digest) for m, vouched, digest in done], origin, now
+        )
+        for merged, _, _ in done:
+            self.publication.refresh_peer_forms(tx, merged.cert_id, merged.cert)
         return results
 
     def withdraw(self, tx: WriteTx, fpr: Fingerprint, peer: str, now: datetime) -> bool:

@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import BindParameter
 
 from attester.openpgp import ParsedCert
 from attester.openpgp.types import Email, Fingerprint
@@ -247,6 +248,46 @@ def _as_peer(r: Any) -> StoredCert:
     )
 
 
+# Statements run for every certificate a peer supplies, built once: building and
+# compiling them per call was most of the cost of storing a recon session's keys.
+_ORIGIN_ROW: dict[str, BindParameter[Any]] = {
+    c: bindparam(f"b_{c}")
+    for c in ("cert_id", "origin", "peer", "digest", "first_seen", "fetched_at", "armored")
+}
+_INSERT_ORIGIN = {
+    pg: (postgresql.insert if pg else sqlite.insert)(cert_origins)
+    .values(_ORIGIN_ROW)
+    .on_conflict_do_nothing(index_elements=["cert_id", "origin"])
+    for pg in (False, True)
+}
+_ORIGIN_IDS = select(cert_origins.c.id).where(
+    cert_origins.c.cert_id == bindparam("b_cert_id"), cert_origins.c.peer == bindparam("b_peer")
+)
+_IN_IDS: BindParameter[Any] = bindparam("b_ids", expanding=True)
+_PEER_COPIES = select(cert_origins.c.id, cert_origins.c.cert_id).where(
+    cert_origins.c.peer == bindparam("b_peer"), cert_origins.c.cert_id.in_(_IN_IDS)
+)
+_TOUCH_ORIGIN = (
+    update(cert_origins)
+    .where(cert_origins.c.id == bindparam("b_id"))
+    .values(digest=bindparam("b_digest"), fetched_at=bindparam("b_now"))
+)
+_TOUCH_FETCHED = (
+    update(cert_origins).where(cert_origins.c.id.in_(_IN_IDS)).values(fetched_at=bindparam("b_now"))
+)
+_FORGET_VOUCHED = delete(origin_user_ids).where(origin_user_ids.c.origin_id.in_(_IN_IDS))
+_VOUCH = insert(origin_user_ids)
+_COPIES = select(cert_origins.c.id).where(cert_origins.c.cert_id == bindparam("b_cert_id"))
+_VOUCHED = select(origin_user_ids.c.origin_id, origin_user_ids.c.uid_hash).where(
+    origin_user_ids.c.origin_id.in_(_IN_IDS)
+)
+_SET_FORM = (
+    update(cert_origins)
+    .where(cert_origins.c.id == bindparam("b_id"))
+    .values(armored=bindparam("b_armored"))
+)
+
+
 class OriginTx:
     """Writes, inside a ``KeyStore.write()`` transaction (``WriteTx.origins``). Forms are
     written as the service computes them (``set_form``)."""
@@ -269,32 +310,62 @@ class OriginTx:
         the peer says replaces what it said before, under every label it has for the
         certificate (a key fetched on a miss and later pull-mirrored is one peer's word):
         a peer that stopped publishing an address no longer vouches for it."""
+        self.record_many([(cert_id, merged, vouched, digest)], origin, now)
+
+    def record_many(
+        self,
+        items: Collection[tuple[int, ParsedCert, Collection[bytes], str]],
+        origin: Origin,
+        now: datetime,
+    ) -> None:
+        """``record`` for many certificates of one peer (cert id, merged certificate,
+        vouched user IDs, digest) in a few statements, whatever their number; of two
+        items for one certificate the later one stands, as it would recorded in turn."""
         assert origin.kind is not OriginKind.LOCAL
-        ins = (postgresql.insert if self._pg else sqlite.insert)(cert_origins).values(
-            cert_id=cert_id,
-            origin=origin.label,
-            peer=origin.peer,
-            digest=digest,
-            first_seen=now,
-            fetched_at=now,
-            armored="",
-        )
-        self.conn.execute(ins.on_conflict_do_nothing(index_elements=["cert_id", "origin"]))
-        ids = self._ids(cert_id, origin.peer)
+        last = {cert_id: (merged, vouched, digest) for cert_id, merged, vouched, digest in items}
+        if not last:
+            return
         self.conn.execute(
-            update(cert_origins)
-            .where(cert_origins.c.id.in_(ids))
-            .values(digest=digest, fetched_at=now)
+            _INSERT_ORIGIN[self._pg],
+            [
+                {
+                    "b_cert_id": cert_id,
+                    "b_origin": origin.label,
+                    "b_peer": origin.peer,
+                    "b_digest": digest,
+                    "b_first_seen": now,
+                    "b_fetched_at": now,
+                    "b_armored": "",
+                }
+                for cert_id, (_, _, digest) in last.items()
+            ],
         )
-        self.conn.execute(delete(origin_user_ids).where(origin_user_ids.c.origin_id.in_(ids)))
-        emails = {u.raw: u.email for u in merged.user_ids}
-        rows = [
-            {"origin_id": i, "uid_hash": uid_hash(raw), "email": e.address if e else None}
-            for i in ids
-            for raw, e in ((raw, emails.get(raw)) for raw in set(vouched))
-        ]
+        copies: dict[int, list[int]] = {}
+        for chunk in _chunks(list(last), 500):
+            for r in self.conn.execute(_PEER_COPIES, {"b_peer": origin.peer, "b_ids": chunk}):
+                copies.setdefault(int(r.cert_id), []).append(int(r.id))
+        ids = [i for found in copies.values() for i in found]
+        self.conn.execute(
+            _TOUCH_ORIGIN,
+            [
+                {"b_id": i, "b_digest": last[cert_id][2], "b_now": now}
+                for cert_id, found in copies.items()
+                for i in found
+            ],
+        )
+        for chunk in _chunks(ids, 500):
+            self.conn.execute(_FORGET_VOUCHED, {"b_ids": chunk})
+        rows = []
+        for cert_id, found in copies.items():
+            merged, vouched, _ = last[cert_id]
+            emails = {u.raw: u.email for u in merged.user_ids}
+            for raw in set(vouched):
+                e = emails.get(raw)
+                address = e.address if e else None
+                for i in found:
+                    rows.append({"origin_id": i, "uid_hash": uid_hash(raw), "email": address})
         if rows:
-            self.conn.execute(insert(origin_user_ids), rows)
+            self.conn.execute(_VOUCH, rows)
 
     def withdraw(self, cert_id: int, peer: str, now: datetime) -> bool:
         """The peer no longer serves this certificate: it vouches for none of its addresses
@@ -303,44 +374,29 @@ class OriginTx:
         ids = self._ids(cert_id, peer)
         if not ids:
             return False
-        self.conn.execute(delete(origin_user_ids).where(origin_user_ids.c.origin_id.in_(ids)))
-        self.conn.execute(
-            update(cert_origins).where(cert_origins.c.id.in_(ids)).values(fetched_at=now)
-        )
+        self.conn.execute(_FORGET_VOUCHED, {"b_ids": ids})
+        self.conn.execute(_TOUCH_FETCHED, {"b_ids": ids, "b_now": now})
         return True
 
     def _ids(self, cert_id: int, peer: str) -> list[int]:
         return [
             int(r[0])
-            for r in self.conn.execute(
-                select(cert_origins.c.id).where(
-                    cert_origins.c.cert_id == cert_id, cert_origins.c.peer == peer
-                )
-            )
+            for r in self.conn.execute(_ORIGIN_IDS, {"b_cert_id": cert_id, "b_peer": peer})
         ]
 
     def vouched(self, cert_id: int) -> dict[int, set[str]]:
         """Per peer copy of this certificate (``cert_origins`` id), the hashes of the user
         IDs that peer published."""
         out: dict[int, set[str]] = {
-            int(r[0]): set()
-            for r in self.conn.execute(
-                select(cert_origins.c.id).where(cert_origins.c.cert_id == cert_id)
-            )
+            int(r[0]): set() for r in self.conn.execute(_COPIES, {"b_cert_id": cert_id})
         }
         if out:
-            for r in self.conn.execute(
-                select(origin_user_ids.c.origin_id, origin_user_ids.c.uid_hash).where(
-                    origin_user_ids.c.origin_id.in_(list(out))
-                )
-            ):
+            for r in self.conn.execute(_VOUCHED, {"b_ids": list(out)}):
                 out[r.origin_id].add(r.uid_hash)
         return out
 
     def set_form(self, origin_id: int, armored: str) -> None:
-        self.conn.execute(
-            update(cert_origins).where(cert_origins.c.id == origin_id).values(armored=armored)
-        )
+        self.conn.execute(_SET_FORM, {"b_id": origin_id, "b_armored": armored})
 
     def remember_lookup(self, query_hash: str, found: bool, now: datetime, ttl: float) -> None:
         """Let an upstream answer stand for ``ttl`` seconds (and drop expired ones)."""
@@ -350,3 +406,9 @@ class OriginTx:
             query_hash=query_hash, **values
         )
         self.conn.execute(ins.on_conflict_do_update(index_elements=["query_hash"], set_=values))
+
+
+def _chunks(values: list[int], size: int) -> Iterator[list[int]]:
+    # Bounded IN lists: SQLite allows 32,766 bound parameters per statement.
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
