@@ -30,6 +30,14 @@ from attester.store.schema import certs, key_ids, user_ids
 from attester.store.tokens import Tokens
 from attester.store.views import AttestedBy, uid_hash
 
+# One statement for many rows (SQLAlchemy's "insertmanyvalues" batches the rows at run
+# time: a multi-row VALUES built per batch was compiled anew each time).
+_INSERT_CERTS = {
+    pg: (postgresql.insert if pg else sqlite.insert)(certs)
+    .on_conflict_do_nothing(index_elements=["fingerprint"])
+    .returning(certs.c.id, certs.c.fingerprint)
+    for pg in (False, True)
+}
 _CHUNK = 500  # rows per multi-row statement (SQLite allows 32766 bound values)
 
 # The statements every publication step runs, built once: SQLAlchemy then reuses their
@@ -178,12 +186,7 @@ class WriteTx:
                 }
                 for c, identity_free in new[start : start + _CHUNK]
             ]
-            ins = (postgresql.insert if self._pg else sqlite.insert)(certs).values(rows)
-            created = self.conn.execute(
-                ins.on_conflict_do_nothing(index_elements=["fingerprint"]).returning(
-                    certs.c.id, certs.c.fingerprint
-                )
-            )
+            created = self.conn.execute(_INSERT_CERTS[self._pg], rows)
             out.update({r.fingerprint: int(r.id) for r in created})
         for fpr in out:
             self.recon.change(added=by_fpr[fpr].digest)
