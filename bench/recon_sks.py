@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry
 from pysequoia import Tsk
 from tests.protocols.test_sks_digest import KEYRING, KNOWN_DIFFERENT, _slice
 from tests.recon.conftest import free_port_on, load, stored_digests
+from tests.support import loop
 from tests.support.server import LiveServer
 from tests.support.sks import RunningSKS, build_sks, running_sks, sks_free_port
 
@@ -42,6 +43,7 @@ from attester.openpgp._keys import fingerprint_of
 from attester.openpgp._packets import split_packets
 from attester.recon.service import Report
 from attester.service.core import Core
+from attester.service.parsing import ParsePool
 from attester.service.recon import recon_service
 from attester.store.db import open_database
 
@@ -81,9 +83,10 @@ def settings_for(url: str, tmp: Path, peer: str) -> Settings:
     )
 
 
-def attester_sync(settings: Settings) -> Report:
+def attester_sync(settings: Settings, pool: ParsePool) -> Report:
     db = open_database(settings.database_url)
     core = Core(settings, db)
+    core.use_parser(pool)  # started beforehand, as a running server's is
 
     async def run() -> Report:
         service = recon_service(core, CollectorRegistry())
@@ -145,8 +148,12 @@ def main() -> None:
                 LiveServer.start(ours, host="127.0.0.2") as live,
                 running_sks(full, partners=[f"127.0.0.2 {ours.recon_port}"], recon_port=s_port),
             ):
+                pool = ParsePool(ours.parse_workers, ours.parse_timeout_seconds).start()
                 start = time.monotonic()
-                report = attester_sync(live.settings)
+                try:
+                    report = attester_sync(live.settings, pool)
+                finally:
+                    pool.close()
                 att_sks = time.monotonic() - start
                 assert report.completed and report.recovered.get("new") == n, report
                 assert len(stored_digests(ours)) == len(debian) + n
@@ -170,4 +177,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        loop.stop()  # the servers' shared loop: left running, it holds the exit up
