@@ -38,7 +38,7 @@ _INSERT_CERTS = {
     .returning(certs.c.id, certs.c.fingerprint)
     for pg in (False, True)
 }
-_CHUNK = 500  # rows per multi-row statement (SQLite allows 32766 bound values)
+_CHUNK = 500  # values per IN list, rows per insert (SQLite allows 32,766 bound values)
 
 # The statements every publication step runs, built once: SQLAlchemy then reuses their
 # cache key and compiled form, where a statement built per call costs more to build and
