@@ -232,7 +232,7 @@ class Settings(BaseSettings):
     # Lookup answers kept until the stored keys change (http/cache.py); 0 entries: none.
     answer_cache_entries: int = Field(20000, ge=0)
     answer_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
-    answer_cache_seconds: float = Field(60.0, gt=0)
+    answer_cache_seconds: float = Field(600.0, gt=0)
     # What a 503 (database unavailable) tells clients to wait before retrying.
     retry_after_seconds: int = Field(5, ge=1, le=3600)
 

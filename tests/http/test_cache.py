@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -16,6 +17,7 @@ from typing import Any
 
 import anyio.from_thread
 import httpx
+from pysequoia import Tsk
 from starlette.applications import Starlette
 
 from attester.app import create_app
@@ -24,6 +26,7 @@ from attester.http.cache import AnswerCache
 from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.store.db import open_database
+from tests.support.clock import Clock
 from tests.support.keys import TestKey
 
 
@@ -46,8 +49,8 @@ class Client:
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[Client]:
-    app = create_app(settings)
+def serving(settings: Settings, clock: Clock | None = None) -> Iterator[Client]:
+    app = create_app(settings, clock) if clock else create_app(settings)
     with (
         anyio.from_thread.start_blocking_portal() as portal,
         portal.wrap_async_context_manager(app.router.lifespan_context(app)),
@@ -94,6 +97,55 @@ def test_a_kept_answer_is_reused_until_a_write(settings: Settings) -> None:
         changed = client.get(url)
         assert changed.status_code == 200 and changed.content != first.content
         assert changed.headers["etag"] != first.headers["etag"]
+
+
+def test_a_kept_answer_is_made_again_when_a_key_it_serves_expires(settings: Settings) -> None:
+    """The one thing in an answer that moves with time alone is whether a key has expired
+    (HKP's "e" flag): an answer is kept no longer than that, however long the age limit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tsk = Tsk.generate(user_ids=["Exp <exp@example.org>"], validity_seconds=3600)
+    key = TestKey(tsk, tsk.extract_certificate())
+    clock = Clock()
+    with serving(settings.model_copy(update={"answer_cache_seconds": 86400}), clock) as client:
+        client.app.state.attestation.imports.keyring(key.public, attest_emails=True)
+        url = "/pks/lookup?op=index&options=mr&search=exp@example.org"
+        first = client.get(url)
+        pub = [line for line in first.text.splitlines() if line.startswith("pub:")]
+        assert pub and not pub[0].endswith("e")
+        clock.advance(1800)  # half an hour on: still kept
+        hits = client.cache.hits
+        assert client.get(url).content == first.content
+        assert client.cache.hits == hits + 1
+        clock.advance(3600)  # past the key's expiry, long before the age limit
+        later = client.get(url)
+        pub = [line for line in later.text.splitlines() if line.startswith("pub:")]
+        assert pub and pub[0].endswith(":e"), later.text
+        assert later.headers["etag"] != first.headers["etag"]
+
+
+def test_answers_kept_together_age_out_apart(settings: Settings) -> None:
+    """Each answer's age limit is drawn between 90% and 100% of ``answer_cache_seconds``,
+    so a server that filled its cache in one burst does not recompute it in one burst."""
+    keys = [TestKey.generate(f"K{i} <k{i}@example.org>") for i in range(20)]
+    clock = Clock()
+    with serving(settings.model_copy(update={"answer_cache_seconds": 100}), clock) as client:
+        for key in keys:
+            client.app.state.attestation.imports.keyring(key.public, attest_emails=True)
+        urls = [f"/vks/v1/by-fingerprint/{key.fingerprint}" for key in keys]
+        for url in urls:
+            assert client.get(url).status_code == 200
+        clock.advance(95)
+        hits = client.cache.hits
+        for url in urls:
+            client.get(url)
+        kept = client.cache.hits - hits
+        assert 0 < kept < len(urls)  # some aged out by now, not all (chance: ~2 in 10^6)
+        clock.advance(6)  # past every first age limit; those made again at 95 s stay
+        hits = client.cache.hits
+        for url in urls:
+            client.get(url)
+        assert client.cache.hits - hits == len(urls) - kept
 
 
 def test_another_process_write_reaches_the_kept_answers(settings: Settings, tmp_path: Path) -> None:

@@ -15,12 +15,15 @@ Not kept: anything an adapter did not mark (uploads, pages, text searches, error
 than "not found"), HEAD requests, and what upstreams decide (a "not found" while
 upstreams are configured, an answer resting on an upstream's word): the upstream cache
 says when to ask them again. A kept answer also ages out after ``answer_cache_seconds``,
-since a few things in it move with time alone (an index's "expired" flag).
+and is made again once a key it serves expires (an index's "expired" flag moves with time
+alone); each answer's age limit is drawn a little short of that setting, so answers made
+together are not made again together.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,14 +38,19 @@ from attester.store.changes import Changes
 from attester.store.views import OriginKind, StoredCert
 
 _FLAG = "attester.reusable"
+_TURNS = "attester.reusable_turns"  # when the answer changes with time alone (or None)
 
 
 def reusable(request: Request, served: Sequence[StoredCert] = ()) -> None:
-    """This request's answer (serving ``served``) depends only on its URL and the stored
-    keys: it may be kept until they change, unless it rests on an upstream's word (the
+    """This request's answer (serving ``served``) depends only on its URL, the stored
+    keys, and whether each served key has expired: it may be kept until they change or
+    the next of those expiry dates passes, unless it rests on an upstream's word (the
     upstream cache decides when to ask again)."""
     if not any(c.origin.kind is OriginKind.UPSTREAM for c in served):
-        request.scope.setdefault("state", {})[_FLAG] = True
+        state = request.scope.setdefault("state", {})
+        state[_FLAG] = True
+        dates = [c.expires for c in served if c.expires is not None]
+        state[_TURNS] = min(dates) if dates else None
 
 
 def reusable_miss(request: Request) -> None:
@@ -55,7 +63,8 @@ def reusable_miss(request: Request) -> None:
 @dataclass(frozen=True)
 class _Entry:
     generation: int
-    made: datetime  # on the app's clock: answers also age (an expiry date passes, say)
+    made: datetime  # on the app's clock
+    until: datetime  # reused before this only: its age limit, or a served key's expiry
     status: int
     headers: tuple[tuple[bytes, bytes], ...]  # with content-length and etag
     body: bytes
@@ -102,7 +111,7 @@ class AnswerCache:
         if (
             entry is None
             or entry.generation != generation
-            or not timedelta(0) <= self.clock() - entry.made <= self.max_age
+            or not entry.made <= self.clock() < entry.until
         ):
             self.misses += 1
             return None
@@ -118,7 +127,11 @@ class AnswerCache:
         audience: str,
         start: Message,
         body: bytes,
+        turns: datetime | None = None,
     ) -> _Entry | None:
+        """Keep an answer (``turns``: when it would change with time alone, if ever).
+        Each answer's age limit is drawn between 90% and 100% of ``max_age``, so answers
+        made together are not all made again in the same second."""
         raw = [(bytes(k).lower(), bytes(v)) for k, v in start.get("headers", [])]
         vary: list[bytes] = []
         for k, v in raw:
@@ -133,7 +146,11 @@ class AnswerCache:
             (b"content-length", str(len(body)).encode()),
             (b"etag", etag),
         )
-        entry = _Entry(generation, self.clock(), start["status"], kept, body, etag)
+        made = self.clock()
+        until = made + self.max_age * random.uniform(0.9, 1.0)
+        if turns is not None and made < turns:
+            until = min(until, turns)
+        entry = _Entry(generation, made, until, start["status"], kept, body, etag)
         if len(body) > self.max_bytes // 16:
             return entry  # answered, not kept: one answer may not crowd out the rest
         url = (scope.get("raw_path") or scope["path"].encode(), scope["query_string"])
@@ -197,7 +214,7 @@ class AnswerCacheMiddleware:
             if message.get("more_body", False):
                 return
             body = b"".join(chunks)
-            entry = cache.put(scope, headers, generation, audience, start, body)
+            entry = cache.put(scope, headers, generation, audience, start, body, state.get(_TURNS))
             if entry is None:
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
