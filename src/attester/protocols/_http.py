@@ -57,7 +57,10 @@ def within_answer_limit(found: list[StoredCert], limit: int, *, text: bool) -> l
 
 def one_block(blocks: list[str], media_type: str, headers: dict[str, str]) -> Response:
     """Several armored certificates streamed as one armor block, with its length (GnuPG's
-    dirmngr cannot read a chunked answer)."""
+    dirmngr cannot read a chunked answer). One certificate's block is its stored armored
+    form, sent as it is (the same text ``armor_joined`` would make of it)."""
+    if len(blocks) == 1:
+        return Response(blocks[0], media_type=media_type, headers=headers)
     size = armor_joined_size(blocks)
     return StreamingResponse(
         armor_joined(blocks),
