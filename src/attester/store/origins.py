@@ -345,6 +345,8 @@ class OriginTx:
             for r in self.conn.execute(_PEER_COPIES, {"b_peer": origin.peer, "b_ids": chunk}):
                 copies.setdefault(int(r.cert_id), []).append(int(r.id))
         ids = [i for found in copies.values() for i in found]
+        if not ids:
+            return  # (the insert above leaves at least one row per certificate)
         self.conn.execute(
             _TOUCH_ORIGIN,
             [
