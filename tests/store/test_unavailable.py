@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -91,3 +92,25 @@ def test_an_outage_answers_503_everywhere_and_service_resumes(
         assert len(lines) == 4 and all(r.exc_info is None for r in lines)
         _close(name, allow=True)
         assert client.get("/pub/nobody@example.org").status_code == 404
+
+
+def test_connections_the_database_dropped_cost_at_most_one_request(
+    outage_database: tuple[str, str], tmp_path: object
+) -> None:
+    """No pre-ping per request: a pooled connection the database dropped (a restart, an
+    idle timeout) fails the one request that meets it, and that discards the pool."""
+    url, name = outage_database
+    settings = load_settings(
+        None, database_url=url, mail_url=f"file:{tmp_path}/outbox", answer_cache_entries=0
+    )
+    with AppServer.start(settings) as live:
+        client = live.client
+        # Several pooled connections: requests at once, each reading in its own thread.
+        with ThreadPoolExecutor(8) as pool:
+            found = list(pool.map(lambda i: client.get(f"/pub/a{i}@example.org"), range(32)))
+        assert {r.status_code for r in found} == {404}
+        _close(name, allow=False)  # every connection of the app is terminated
+        _close(name, allow=True)
+        statuses = [client.get(f"/pub/nobody{i}@example.org").status_code for i in range(6)]
+        assert statuses.count(503) <= 1, statuses
+        assert statuses[-1] == 404, statuses

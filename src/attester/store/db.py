@@ -124,7 +124,10 @@ def open_database(url: str, pool_size: int = 5) -> Database:
     changes = changes_for(make_url(u))
     if u.startswith("sqlite"):
         return Database(_sqlite_engine(u, False), _sqlite_engine(u, True), changes)
-    engine = create_engine(u, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+    # No pre-ping: it cost every lookup a round trip. A pooled connection the server has
+    # dropped fails its request once (503, like any outage), and that error makes
+    # SQLAlchemy discard every connection of the pool made before it.
+    engine = create_engine(u, pool_size=pool_size, max_overflow=pool_size * 2)
     return Database(engine, engine, changes)
 
 
