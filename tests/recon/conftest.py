@@ -24,7 +24,7 @@ from attester.openpgp._keys import fingerprint_of
 from attester.openpgp._packets import split_packets
 from attester.recon.ptree import path
 from attester.service.core import Core
-from attester.store.db import open_database, upgrade
+from attester.store.db import Database, open_database, upgrade
 from attester.store.keys import KeyStore
 from attester.store.schema import certs
 from tests.protocols.test_sks_digest import KEYRING, KNOWN_DIFFERENT, SKS, _slice
@@ -67,6 +67,15 @@ def digests(keys: Sequence[bytes]) -> set[str]:
 def under(keys: Sequence[bytes], prefix: str) -> list[bytes]:
     """The keys whose digest lies below this prefix-tree node."""
     return [k for k in keys if path(bytes.fromhex(sks_digest(k))).startswith(prefix)]
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    """The test database, migrated, through a ``Database`` of its own."""
+    d = open_database(settings.database_url)
+    upgrade(d)
+    yield d
+    d.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,7 @@ workers, a slow key refused alone), written as one batch, recorded under the pee
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import select
 
 from attester.config import ReconPeer, Settings
@@ -14,21 +12,13 @@ from attester.openpgp import sks_digest
 from attester.service.core import Core
 from attester.service.parsing import ParsePool
 from attester.service.recon import ingest_recon_keys
-from attester.store.db import Database, open_database, upgrade
+from attester.store.db import Database
 from attester.store.schema import cert_origins, certs, origin_user_ids
 from attester.store.views import uid_hash
 from tests.openpgp import forge as f
 from tests.support.keys import TestKey
 
 PEER = ReconPeer.model_validate({"address": "127.0.0.2:11370", "name": "p", "serve_emails": True})
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    database = open_database(settings.database_url)
-    upgrade(database)
-    yield database
-    database.dispose()
 
 
 def _origins(db: Database) -> dict[str, tuple[str, set[str]]]:

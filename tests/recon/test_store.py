@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,21 +17,13 @@ from attester.recon.field import element, sample_values
 from attester.recon.ptree import JOIN, SPLIT
 from attester.service.attestation import Attestation
 from attester.service.core import Core
-from attester.store.db import Database, open_database, upgrade
+from attester.store.db import Database
 from attester.store.keys import KeyStore
 from attester.store.recon import ReconStore
 from attester.store.schema import certs, recon_nodes
 from tests.support.keys import TestKey
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(settings: Settings) -> Iterator[Database]:
-    d = open_database(settings.database_url)
-    upgrade(d)
-    yield d
-    d.dispose()
 
 
 def _fake_certs(db: Database, digests: list[str]) -> None:
