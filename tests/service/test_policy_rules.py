@@ -4,7 +4,6 @@ several keys per address. Runs on SQLite and PostgreSQL, through the real app in
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.service.test_removal_wins import verify_link
 from tests.support.asgi import InProcess, in_process
 from tests.support.keys import TestKey
 from tests.support.oidc_issuer import LocalIssuer
+from tests.web.forms import csrf_token
 
 CLI = Actor(ActorKind.CLI, "tester")
 
@@ -118,13 +118,10 @@ def test_a_key_with_addresses_of_several_domains_is_mailed_only_where_allowed(
     assert r.status_code == 200
     assert "mia@ops.example: not published: Keys for addresses at ops.example" in r.text
     # The web upload page shows why, and offers no button for it.
-    r = client.get("/upload", headers={"Accept": "text/html"})
-    csrf = re.search(r'name="csrf" value="([^"]+)"', r.text)
-    assert csrf is not None
     r = client.request(
         "POST",
         "/upload",
-        data={"csrf": csrf.group(1), "keytext": key.armored},
+        data={"csrf": csrf_token(client, "/upload"), "keytext": key.armored},
         headers={"Accept": "text/html", "Origin": "http://testserver"},
     )
     assert r.status_code == 200 and "published only by the operator" in r.text

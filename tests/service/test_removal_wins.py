@@ -24,6 +24,7 @@ from tests.federation.peers import settings_with, stub_server
 from tests.support.asgi import InProcess, in_process
 from tests.support.keys import TestKey
 from tests.support.oidc_issuer import LocalIssuer
+from tests.web.forms import csrf_token
 
 CLI = Actor(ActorKind.CLI, "tester")
 
@@ -65,13 +66,10 @@ def test_uploads_of_a_removed_key_are_refused_on_every_protocol(
     assert r.status_code == 403 and not r.json()["saved"]
     assert not _stored(core, key)
     # The web form says so too (it needs its form token first).
-    page = client.get("/upload", headers={"Accept": "text/html"}).text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert csrf is not None
     r = client.request(
         "POST",
         "/upload",
-        data={"csrf": csrf.group(1), "keytext": key.armored},
+        data={"csrf": csrf_token(client, "/upload"), "keytext": key.armored},
         headers={"Accept": "text/html", "Origin": "http://testserver"},
     )
     assert r.status_code == 403 and "removed from distribution" in r.text
