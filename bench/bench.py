@@ -141,6 +141,8 @@ def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], logfile: Path
 
 
 # ---- keys: what the benchmark rotates over
+# Read here from the raw packets, not with attester.openpgp: the request lists must not
+# depend on the code being measured (a parser or WKD bug would quietly change them).
 
 
 @dataclass
