@@ -1,7 +1,14 @@
-"""``attester admin`` against a running ``attester serve``, as real processes: a removal
+"""``attester admin`` against a running ``attester serve`` (a real process): a removal
 made by the CLI on the database is in effect on the server within 2 s, the same commands
 work through the admin API with a token, and SIGHUP reloads the policy. Runs on SQLite
-and PostgreSQL."""
+and PostgreSQL.
+
+The server is one worker (``tests/test_workers.py`` is where several share a port). Most
+``attester admin`` calls run in this process through typer's runner: they still write the
+database beside the server, or call its API over HTTP, which is what is tested here; each
+test also runs some as real processes, so that the entry point, exit codes and stderr
+are those a shell sees. (A process costs about a CPU-second of imports; the suite ran
+about 40 of them here.)"""
 
 from __future__ import annotations
 
@@ -20,7 +27,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from attester.cli import app
 from attester.openpgp.wkd import wkd_hash
 from attester.service.attestation import Attestation
 from tests.support.keys import TestKey
@@ -31,14 +40,33 @@ ATTESTER = [sys.executable, "-m", "attester"]
 def _env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTER_")}
     env["ATTESTER_DATABASE_URL"] = database_url
+    env["ATTESTER_WORKERS"] = "1"
     env.update(extra)
     return env
 
 
-def attester(
-    *args: str, env: dict[str, str], check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([*ATTESTER, *args], capture_output=True, text=True, env=env, timeout=120)
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def attester(*args: str, env: dict[str, str], check: bool = True, process: bool = False) -> Ran:
+    """``attester ARGS`` with exactly ``env``'s settings: in this process, or as a real
+    process with ``process=True``."""
+    if process:
+        p = subprocess.run([*ATTESTER, *args], capture_output=True, text=True, env=env, timeout=120)
+        r = Ran(p.returncode, p.stdout, p.stderr)
+    else:
+        # The runner sets these for the call and restores the environment afterwards;
+        # None unsets a setting of this process that ``env`` leaves out.
+        ours = {k: None for k in os.environ if k.startswith("ATTESTER_") and k not in env}
+        settings = {k: v for k, v in env.items() if k.startswith("ATTESTER_")}
+        res = CliRunner().invoke(app, list(args), env={**ours, **settings, "COLUMNS": "80"})
+        if res.exception is not None and not isinstance(res.exception, SystemExit):
+            raise res.exception
+        r = Ran(res.exit_code, res.stdout, res.stderr)
     if check:
         assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
     return r
@@ -137,6 +165,7 @@ def test_a_cli_removal_takes_effect_on_a_running_server_within_2_seconds(
             "--reason",
             "stolen laptop",
             env=env,
+            process=True,
         )
         within(2, lambda: statuses() == {404})
         attester("admin", "restore", "--fingerprint", alice.fingerprint, env=env)
@@ -165,7 +194,9 @@ def test_a_cli_removal_takes_effect_on_a_running_server_within_2_seconds(
         assert r.returncode == 2 and "exactly one" in r.stderr
         r = attester("admin", "remove", "--email", "a@b.example", env=env, check=False)
         assert r.returncode == 2 and "--reason" in r.stderr
-        r = attester("admin", "restore", "--email", "nobody@b.example", env=env, check=False)
+        r = attester(
+            "admin", "restore", "--email", "nobody@b.example", env=env, check=False, process=True
+        )
         assert r.returncode == 1 and "No removal" in r.stderr and "Traceback" not in r.stderr
     # The audit log, as JSON lines, with the reasons.
     out = attester("admin", "audit", "--json", env=env).stdout
@@ -190,7 +221,7 @@ def test_tokens_and_the_same_commands_through_the_admin_api(
     database_url: str, alice: TestKey, tmp_path: Path
 ) -> None:
     env = _env(database_url, ATTESTER_MAIL_URL=f"file:{tmp_path / 'outbox'}")
-    r = attester("admin", "token", "create", "ops", "--scope", "read,write", env=env)
+    r = attester("admin", "token", "create", "ops", "--scope", "read,write", env=env, process=True)
     token = r.stdout.splitlines()[-1]
     assert token.startswith("att_") and len(token) > 40 and "shown only now" in r.stderr
     r = attester("admin", "token", "create", "ops", "--scope", "read", env=env, check=False)
@@ -206,7 +237,9 @@ def test_tokens_and_the_same_commands_through_the_admin_api(
         remote = _env(database_url, ATTESTER_ADMIN_SERVER=server.url, ATTESTER_ADMIN_TOKEN=token)
         keys = [
             json.loads(line)
-            for line in attester("admin", "keys", "--json", env=remote).stdout.splitlines()
+            for line in attester(
+                "admin", "keys", "--json", env=remote, process=True
+            ).stdout.splitlines()
         ]
         assert [k["fingerprint"] for k in keys] == [alice.fingerprint]
         attester("admin", "remove", "--email", "alice@example.com", "--reason", "api", env=remote)
@@ -229,7 +262,7 @@ def test_tokens_and_the_same_commands_through_the_admin_api(
         r = attester("admin", "token", "create", "y", env=remote, check=False)
         assert r.returncode == 2 and "without --server" in r.stderr
         attester("admin", "token", "revoke", "ops", env=env)
-        r = attester("admin", "keys", env=remote, check=False)
+        r = attester("admin", "keys", env=remote, check=False, process=True)
         assert r.returncode == 1 and "not valid" in r.stderr
 
 
@@ -238,8 +271,8 @@ def test_sighup_reloads_the_policy_and_an_invalid_file_changes_nothing(
 ) -> None:
     cfg = tmp_path / "attester.toml"
     cfg.write_text('[policy]\ninternal_networks = ["127.0.0.0/8"]\n')
-    # One worker: each worker reloads (and audits) its own policy on SIGHUP.
-    env = _env(database_url, ATTESTER_MAIL_URL=f"file:{tmp_path / 'outbox'}", ATTESTER_WORKERS="1")
+    # One worker (``_env``): each worker reloads (and audits) its own policy on SIGHUP.
+    env = _env(database_url, ATTESTER_MAIL_URL=f"file:{tmp_path / 'outbox'}")
     with serve(env, "--config", str(cfg)) as server, httpx.Client(base_url=server.url) as http:
         path = "/vks/v1/by-email/alice@example.com"
         assert http.get(path).status_code == 200
