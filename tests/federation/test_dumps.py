@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import httpx
@@ -34,6 +33,13 @@ from tests.support.keys import TestKey
 
 DEBIAN = Path("/usr/share/keyrings/debian-keyring.gpg")
 DEBIAN_KEYS = 905
+SLICE = 360  # the keyring's first certificates, for the loader's round trips
+
+
+def _first_certificates(n: int) -> bytes:
+    """The first ``n`` certificates of Debian's keyring, byte for byte."""
+    with DEBIAN.open("rb") as f:
+        return b"".join(item.data for item, _ in zip(DumpReader(f, BIG), range(n), strict=False))
 ATTESTER = [sys.executable, "-m", "attester"]
 BIG = Limits(max_input_bytes=1 << 30, max_packet_bytes=1 << 30)  # reading SKS's own dumps
 
@@ -133,23 +139,35 @@ def test_reader_refuses_certificates_over_the_limits_without_holding_them() -> N
     assert small[0].rejected and "more than 200 bytes" in small[0].rejected
 
 
+_PEAK = """
+import resource, sys
+from attester.federation import DumpReader
+from attester.openpgp import Limits
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open(sys.argv[1], "rb") as f:
+    n = sum(1 for _ in DumpReader(f, Limits()))
+print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
 @pytest.mark.slow
 def test_memory_stays_flat_whatever_the_dump_size(tmp_path: Path) -> None:
+    """The reader's peak memory, as the kernel counts it (the growth of the process's
+    maximum resident set while reading; tracemalloc would make the reading five times
+    slower), for a 115 MB dump."""
     dump = tmp_path / "big.pgp.gz"
     data = DEBIAN.read_bytes()
     with gzip.open(dump, "wb", compresslevel=1) as f:
         for _ in range(4):  # 115 MB of certificates
             f.write(data)
     del data
-    tracemalloc.start()
-    try:
-        with dump.open("rb") as f:
-            n = sum(1 for _ in DumpReader(f, Limits()))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    r = subprocess.run(
+        [sys.executable, "-c", _PEAK, str(dump)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    n, grown_kib = map(int, r.stdout.split())
     assert n == 4 * DEBIAN_KEYS
-    assert peak < 8 * 1024 * 1024, peak  # the largest key is 364 kB
+    assert grown_kib < 16 * 1024, grown_kib  # the largest key is 364 kB
 
 
 # ---- loading
@@ -161,36 +179,38 @@ def test_import_is_a_resumable_bulk_loader_and_sks_builds_from_our_export(
 ) -> None:
     """SKS-style dump, gzip-compressed, loaded as a mirror; killed halfway, run again. Then
     exported, and a real ``sks build`` of the export holds the same keys under the same
-    digests. (Two tests once, each loading the 905 Debian keys, which is their slow part:
-    one load now serves both checks.)"""
+    digests. (Two tests once, each loading Debian keys, which is their slow part: one load
+    now serves both checks; and a slice of the keyring, since loading all of it proves
+    nothing more here; ``tests/test_cli.py`` imports all of it.)"""
     # 1. The resumable load.
     dump = tmp_path / "keydump-0000.pgp.gz"
-    dump.write_bytes(gzip.compress(DEBIAN.read_bytes(), compresslevel=1))
+    dump.write_bytes(gzip.compress(_first_certificates(SLICE), compresslevel=1))
     env = {**_env(database_url), "COLUMNS": "160"}  # a terminal wide enough for the bar
-    cmd = [*ATTESTER, "import", "--mirror", "keyserver.ubuntu.com", "--batch-size", "50"]
+    cmd = [*ATTESTER, "import", "--mirror", "keyserver.ubuntu.com", "--batch-size", "20"]
     proc = subprocess.Popen(
         [*cmd, str(dump)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 300  # a guard against a hang, not a speed test
-    while _count(database_url) < 200:
+    while _count(database_url) < 100:
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)  # the hardest interruption: no cleanup at all
     proc.communicate()
     done = _count(database_url)
-    assert 200 <= done < DEBIAN_KEYS
+    assert 100 <= done < SLICE
     r = subprocess.run([*cmd, str(dump)], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     new = _row(r.stdout, "new")
     skipped = _row(r.stdout, "(already stored, skipped)")
-    assert skipped == done and new == DEBIAN_KEYS - done, r.stdout
+    assert skipped == done and new == SLICE - done, r.stdout
     assert "keys/s" in r.stderr and "ETA" in r.stderr  # the progress bar
     # A third run only reads: nothing is parsed or written. (Its CPU time, not the wall
     # clock, so that a machine busy with other work does not fail the test.)
     start = _children_cpu()
     r = subprocess.run([*cmd, str(dump)], env=env, capture_output=True, text=True, timeout=600)
-    assert re.search(rf"unchanged\s+│\s+{DEBIAN_KEYS}\b", r.stdout), r.stdout
-    assert _children_cpu() - start < 20
+    assert re.search(rf"unchanged\s+│\s+{SLICE}\b", r.stdout), r.stdout
+    # (About 2 s: starting the process and reading; parsing the slice again would add 4.)
+    assert _children_cpu() - start < 5
     # Mirrored keys keep their source and are never attested.
     from tests.federation.conftest import stored
 
@@ -201,15 +221,15 @@ def test_import_is_a_resumable_bulk_loader_and_sks_builds_from_our_export(
     # 2. SKS built from our export holds the same keys.
     db = open_database(database_url)
     try:
-        exported = export_dump(OriginStore(db), tmp_path / "export", shard_size=300)
+        exported = export_dump(OriginStore(db), tmp_path / "export", shard_size=100)
     finally:
         db.dispose()
-    assert len(exported.files) == 4 and exported.keys == DEBIAN_KEYS
+    assert len(exported.files) == 4 and exported.keys == SLICE
     base, port = sks_build(exported.files)
     try:
         theirs = _digests(sks_dump(base, tmp_path / "sks-dump"))
         ours = _stored_digests(settings)
-        assert len(theirs) == len(ours) == DEBIAN_KEYS
+        assert len(theirs) == len(ours) == SLICE
         assert set(theirs) == ours
         with sks_serving(base, port) as sks:
             for digest in sorted(ours)[:25]:  # SKS names each key by the same digest
