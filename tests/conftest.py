@@ -48,6 +48,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         choice = metafunc.config.getoption("--backend")
         backends = ["sqlite", "postgresql"] if choice == "both" else [choice]
+        if metafunc.definition.get_closest_marker("one_backend") and len(backends) > 1:
+            backends = backends[:1]
         metafunc.parametrize("backend", backends, scope="session")
 
 

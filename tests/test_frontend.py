@@ -39,6 +39,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
         "ATTESTER_MAIL_URL": f"file:{tmp_path / 'outbox'}",
         "ATTESTER_REQUEST_TIMEOUT_SECONDS": "2",
         "ATTESTER_MAX_HEADER_BYTES": "16384",
+        # One process: the limits are uvicorn's, the same in each worker of several.
+        "ATTESTER_WORKERS": "1",
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(

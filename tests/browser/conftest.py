@@ -5,6 +5,9 @@ when it is missing; without it these tests are skipped with that reason.
 The browser talks only to 127.0.0.1: every other request is aborted and recorded, and
 ``external_requests`` must stay empty (pages load nothing from elsewhere).
 
+The pages do not depend on the database (``tests/web`` covers them on both, in process),
+so these tests run on the first backend only (``one_backend``): a browser costs CPU.
+
 Screenshots (full page, desktop and 375 px wide) go to ``test-artifacts/screenshots/``;
 with ``ATTESTER_TEST_UPDATE_SCREENSHOTS=1`` they are also copied to ``docs/screenshots/``,
 the set the README shows.

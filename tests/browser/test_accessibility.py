@@ -17,6 +17,9 @@ from tests.support.keys import TestKey
 from tests.support.server import LiveServer
 from tests.support.smtp import LoopbackSMTPServer
 
+# The pages do not depend on the database; tests/web covers them on both.
+pytestmark = pytest.mark.one_backend
+
 # Every element with its own text: colour against the first opaque background behind it.
 _CONTRAST = """() => {
   const parse = c => {

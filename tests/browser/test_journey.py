@@ -15,6 +15,9 @@ from tests.support.keys import TestKey
 from tests.support.server import LiveServer
 from tests.support.smtp import LoopbackSMTPServer
 
+# The pages do not depend on the database; tests/web covers them on both.
+pytestmark = pytest.mark.one_backend
+
 
 def _h1(page: Page) -> object:
     return page.get_by_role("heading", level=1)

@@ -24,6 +24,9 @@ from tests.support.server import LiveServer
 from tests.support.smtp import LoopbackSMTPServer
 from tests.web.forms import token_in
 
+# The pages do not depend on the database; tests/web covers them on both.
+pytestmark = pytest.mark.one_backend
+
 # A user ID with more angle brackets than its address's carries no address (it is never
 # published), so the markup that can reach a page is an attribute break-out.
 SCRIPT_UID = '" onfocus="window.__xss = 1" autofocus x=" &amp; <o\'neil&co@example.org>'
