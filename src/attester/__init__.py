@@ -4,6 +4,7 @@ The package is split by concern, each layer importing only those before it:
 
     openpgp      pure certificate processing: parse, validate, merge, what is served
     config       the one frozen Settings object
+    outbound     what every outgoing HTTP client shares (one TLS context)
     recon        SKS set reconciliation: GF(p) math, prefix tree, wire protocol, sessions
     store        schema, migrations, queries (no rules)
     attestation  mail rendering and delivery, OIDC id tokens

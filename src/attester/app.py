@@ -31,6 +31,7 @@ from attester.federation import Federation
 from attester.http import redact
 from attester.http.access import AccessGuard
 from attester.http.cache import AnswerCache, AnswerCacheMiddleware, answer_kept
+from attester.outbound import tls_context
 from attester.protocols import fes, flowcrypt, hkp, vks, wkd
 from attester.service.attestation import Attestation
 from attester.service.client_config import ClientConfigurations
@@ -234,7 +235,9 @@ def create_app(
         core.use_parser(parsing)
         federation = Federation(settings, core)
         core.upstreams = federation.fallback
-        async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
+        async with httpx.AsyncClient(
+            timeout=10, follow_redirects=False, verify=tls_context()
+        ) as http:
             oidc = None
             if settings.oidc_issuers:
                 oidc = OIDCVerifier(

@@ -16,6 +16,7 @@ import httpx
 
 from attester.admin import operations as ops
 from attester.config import Settings
+from attester.outbound import tls_context
 from attester.service.attestation import Attestation
 from attester.service.core import Core
 from attester.service.errors import ServiceError
@@ -139,6 +140,7 @@ class Remote:
             headers={"Authorization": f"Bearer {token}"},
             timeout=60,
             transport=transport,
+            verify=tls_context(),
         )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

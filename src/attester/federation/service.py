@@ -18,6 +18,7 @@ from attester.federation.metrics import Metrics
 from attester.federation.mirror import Mirror, Mirrors
 from attester.federation.relay import LdapRelay
 from attester.federation.upstream import GuardedUpstream, UpstreamClient
+from attester.outbound import tls_context
 from attester.service.core import Core
 
 
@@ -36,6 +37,7 @@ class Federation:
             "follow_redirects": True,
             "max_redirects": 3,
             "headers": {"User-Agent": f"Attester/{__version__} (federation)"},
+            "verify": tls_context(),
             "limits": httpx.Limits(
                 max_connections=settings.upstream_max_connections,
                 max_keepalive_connections=settings.upstream_keepalive_connections,

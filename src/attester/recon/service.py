@@ -38,6 +38,7 @@ from anyio import to_thread
 
 from attester import __version__
 from attester.config import ReconPeer, Settings
+from attester.outbound import tls_context
 from attester.recon.errors import LimitExceeded, PeerError, ReconError
 from attester.recon.field import digest_of
 from attester.recon.metrics import ReconMetrics
@@ -134,8 +135,11 @@ class ReconService:
         self._tasks: set[asyncio.Task[object]] = set()
         bind = _bind_address(settings)
         self.http = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(local_address=bind) if bind else None,
+            transport=(
+                httpx.AsyncHTTPTransport(local_address=bind, verify=tls_context()) if bind else None
+            ),
             headers={"User-Agent": f"Attester/{__version__} (recon)"},
+            verify=tls_context(),
             follow_redirects=False,
         )
 
