@@ -104,11 +104,10 @@ async def _find(
     core: Core, query: Query, exact: bool, with_uids: bool, audience: Audience, client: str
 ) -> tuple[list[StoredCert], dict[int, list[StoredUserID]]]:
     """The certificates a search finds and, when asked, their published user IDs."""
-    found = await core.search(query, audience, client)
-    exact_text = exact and isinstance(query, TextQuery)
-    uids = (
-        await run_in_threadpool(core.published_user_ids, found) if with_uids or exact_text else {}
-    )
+    if with_uids or (exact and isinstance(query, TextQuery)):
+        found, uids = await core.listing(query, audience, client)
+    else:
+        found, uids = await core.search(query, audience, client), {}
     if exact and isinstance(query, TextQuery):
         # exact=on: some published user ID must be the whole search text, not just hold
         # its words (case and runs of white space do not count).

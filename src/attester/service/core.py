@@ -92,6 +92,23 @@ class Core:
 
     # ---- lookups
     async def lookup(self, query: Query, audience: Audience = Audience.OUTSIDE) -> list[StoredCert]:
+        found, _ = await self._lookup(query, audience, listed=False)
+        return found
+
+    async def listing(
+        self, query: Query, audience: Audience = Audience.OUTSIDE, client: str | None = None
+    ) -> tuple[list[StoredCert], dict[int, list[StoredUserID]]]:
+        """``search`` with the user IDs each found certificate is listed with
+        (``published_user_ids``): what index answers show. For an address, fingerprint or
+        key id, both are read in the same trip to a thread."""
+        if isinstance(query, TextQuery):
+            found = await self.search(query, audience, client)
+            return found, await to_thread.run_sync(self.published_user_ids, found)
+        return await self._lookup(query, audience, listed=True)
+
+    async def _lookup(
+        self, query: Query, audience: Audience, *, listed: bool
+    ) -> tuple[list[StoredCert], dict[int, list[StoredUserID]]]:
         """The one decision point for lookups: what a query finds, whichever protocol asked
         and whichever source supplies it. Sources, the first with a result wins:
 
@@ -114,7 +131,7 @@ class Core:
         if isinstance(query, EmailQuery) and not policy.served_to(query.email.domain, audience):
             # Not even asked upstream: an outsider learns nothing about the domain's people.
             raise NotFound(_not_found_message(query))
-        found, peers = await to_thread.run_sync(self._stored, query)
+        found, peers, uids = await to_thread.run_sync(self._stored, query, listed)
         if not found:
             # A mirrored or reconciled copy answers: no upstream is asked.
             mirrored = any(c.origin.kind in (OriginKind.MIRROR, OriginKind.RECON) for c in peers)
@@ -124,7 +141,7 @@ class Core:
                 and not await to_thread.run_sync(self._removed, query)
                 and await self.upstreams.ask(query)
             ):
-                found, peers = await to_thread.run_sync(self._stored, query)
+                found, peers, uids = await to_thread.run_sync(self._stored, query, listed)
             found = found or peers
         found = await self._visible(found, audience)
         if not found:
@@ -134,7 +151,7 @@ class Core:
             and not policy.for_email(query.email).multiple_keys_per_address
         ):
             found = found[:1]
-        return found
+        return found, uids
 
     def _removed(self, query: EmailQuery | FingerprintQuery | KeyIDQuery) -> bool:
         """Whether a removal names what is asked for: then no upstream is asked either (a
@@ -149,10 +166,18 @@ class Core:
                 return self.removals.blocks(key_id=kid)
 
     def _stored(
+        self, query: EmailQuery | FingerprintQuery | KeyIDQuery, listed: bool
+    ) -> tuple[list[StoredCert], list[StoredCert], dict[int, list[StoredUserID]]]:
+        """Sources 1 and 2 of ``lookup`` as the store holds them now, and when ``listed``
+        the user IDs the certificates of the first source that has any are listed with."""
+        local, peers = self._sources(query)
+        uids = self.published_user_ids(local or peers) if listed else {}
+        return local, peers, uids
+
+    def _sources(
         self, query: EmailQuery | FingerprintQuery | KeyIDQuery
     ) -> tuple[list[StoredCert], list[StoredCert]]:
-        """Sources 1 and 2 of ``lookup`` as the store holds them now; peers are read only
-        when nothing local answers."""
+        """Sources 1 and 2 of ``lookup``; peers are read only when nothing local answers."""
         match query:
             case EmailQuery(email):
                 local = self.store.by_email(email)

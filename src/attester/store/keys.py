@@ -78,6 +78,16 @@ _BY_DIGEST = (
     .limit(1)
 )
 
+_PUBLISHED_USER_IDS = (
+    select(user_ids)
+    .where(
+        user_ids.c.cert_id.in_(bindparam("ids", expanding=True)),
+        user_ids.c.attested_at.is_not(None),
+        user_ids.c.removed.is_(False),
+    )
+    .order_by(user_ids.c.cert_id, user_ids.c.id)
+)
+
 
 class KeyStore:
     def __init__(self, db: Database) -> None:
@@ -178,17 +188,8 @@ class KeyStore:
         out: dict[int, list[StoredUserID]] = {i: [] for i in cert_ids}
         if not cert_ids:
             return out
-        q = (
-            select(user_ids)
-            .where(
-                user_ids.c.cert_id.in_(list(cert_ids)),
-                user_ids.c.attested_at.is_not(None),
-                user_ids.c.removed.is_(False),
-            )
-            .order_by(user_ids.c.cert_id, user_ids.c.id)
-        )
         with self.db.read() as conn:
-            for r in conn.execute(q):
+            for r in conn.execute(_PUBLISHED_USER_IDS, {"ids": list(cert_ids)}):
                 out[r.cert_id].append(user_id_from_row(r))
         return out
 
