@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -61,18 +60,6 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
     except ConfigError as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from e
-
-
-class _Server(uvicorn.Server):
-    """Logs where it listens only once the socket accepts connections (port 0 resolved)."""
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started and self.servers:
-            for s in self.servers[0].sockets:
-                host, port = s.getsockname()[:2]
-                shown = f"[{host}]" if ":" in host else host
-                log.info("Attester listening on http://%s:%d", shown, port)
 
 
 @app.command()
@@ -139,10 +126,14 @@ def _serve_one(
     one server needs only once (``create_app``'s ``singletons``). SIGHUP and the admin API
     re-read the same file and environment (``reload``; not the flags, which set nothing the
     policy depends on)."""
-    from attester.app import create_app
-    from attester.http.server import protocol
+    # Imported here: the other commands need no server (uvicorn is a tenth of a second
+    # of every command's start).
+    import uvicorn
 
-    server = _Server(
+    from attester.app import create_app
+    from attester.http.server import ListeningServer, protocol
+
+    server = ListeningServer(
         uvicorn.Config(
             create_app(
                 settings, reload=functools.partial(load_settings, config), singletons=index == 0

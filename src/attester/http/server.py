@@ -15,11 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("attester.http")
+
+
+class ListeningServer(uvicorn.Server):
+    """Logs where it listens only once the socket accepts connections (port 0 resolved):
+    scripts and tests wait for that line."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.servers:
+            for s in self.servers[0].sockets:
+                host, port = s.getsockname()[:2]
+                shown = f"[{host}]" if ":" in host else host
+                logging.getLogger("attester").info(
+                    "Attester listening on http://%s:%d", shown, port
+                )
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
