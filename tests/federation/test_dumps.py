@@ -40,6 +40,8 @@ def _first_certificates(n: int) -> bytes:
     """The first ``n`` certificates of Debian's keyring, byte for byte."""
     with DEBIAN.open("rb") as f:
         return b"".join(item.data for item, _ in zip(DumpReader(f, BIG), range(n), strict=False))
+
+
 ATTESTER = [sys.executable, "-m", "attester"]
 BIG = Limits(max_input_bytes=1 << 30, max_packet_bytes=1 << 30)  # reading SKS's own dumps
 

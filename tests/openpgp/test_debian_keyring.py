@@ -151,4 +151,3 @@ def test_debian_keyring_matches_gnupg(gnupghome: Path) -> None:
         "revocation-only user IDs",
         "subkeys whose binding Sequoia cannot parse",
     }
-
