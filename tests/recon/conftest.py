@@ -1,12 +1,12 @@
 """Keys, real SKS databases and a loaded Attester database for the reconciliation tests,
-made once per session and copied per test (loading 1,300 keys takes a while)."""
+made once per run for every worker (``tests.support.shared``) and copied per test (making
+and loading 1,300 keys takes a while)."""
 
 from __future__ import annotations
 
 import io
 import shutil
 import socket
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +21,7 @@ from attester.config import Settings, load_settings
 from attester.federation import DumpImporter
 from attester.openpgp import sks_digest
 from attester.openpgp._keys import fingerprint_of
-from attester.openpgp._packets import split_packets
+from attester.openpgp._packets import PUBLIC_KEY, split_packets
 from attester.recon.ptree import path
 from attester.service.core import Core
 from attester.store.db import Database, open_database, upgrade
@@ -29,6 +29,7 @@ from attester.store.keys import KeyStore
 from attester.store.schema import certs
 from tests.protocols.test_sks_digest import KEYRING, KNOWN_DIFFERENT, SKS, _slice
 from tests.support.server import LiveServer
+from tests.support.shared import built_once
 from tests.support.sks import build_sks
 
 needs_sks = [
@@ -78,47 +79,65 @@ def db(settings: Settings) -> Iterator[Database]:
     d.dispose()
 
 
-@pytest.fixture(scope="session")
-def keys() -> Keys:
-    debian = [
-        k
-        for k in _slice(KEYRING.read_bytes())
-        if fingerprint_of(split_packets(k)[0].body).hex not in KNOWN_DIFFERENT
-    ]
+def _make_keys(where: Path) -> None:
     made = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         for i in range(1100):
             tsk = Tsk.generate(user_ids=[f"Recon {i} <recon{i}@example.org>"])
             made.append(bytes(tsk.extract_certificate()))
-    return Keys(debian, made)
+    (where / "made.pgp").write_bytes(b"".join(made))
 
 
 @pytest.fixture(scope="session")
-def scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="recon", dir="/tmp") as tmp:
-        yield Path(tmp)
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    debian = [
+        k
+        for k in _slice(KEYRING.read_bytes())
+        if fingerprint_of(split_packets(k)[0].body).hex not in KNOWN_DIFFERENT
+    ]
+    made = built_once(tmp_path_factory, "recon-keys", _make_keys) / "made.pgp"
+    return Keys(debian, _certificates(made.read_bytes()))
+
+
+def _certificates(data: bytes) -> list[bytes]:
+    """A keyring split into its certificates, packets untouched."""
+    out: list[list[bytes]] = []
+    for p in split_packets(data):
+        if p.tag == PUBLIC_KEY:
+            out.append([])
+        out[-1].append(p.serialize())
+    return [b"".join(c) for c in out]
 
 
 @pytest.fixture(scope="session")
-def sks_db(keys: Keys, scratch: Path) -> dict[str, Path]:
+def sks_db(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """SKS databases: "debian", "full", and "no1" (full less every key under the root's
     child 1: a whole subtree missing)."""
     no1 = set(under(keys.full, "1"))
-    return {
-        "debian": build_sks(keys.debian, scratch / "sks-debian"),
-        "full": build_sks(keys.full, scratch / "sks-full"),
-        "no1": build_sks([k for k in keys.full if k not in no1], scratch / "sks-no1"),
+    sets = {
+        "debian": keys.debian,
+        "full": keys.full,
+        "no1": [k for k in keys.full if k not in no1],
     }
+
+    def build(where: Path) -> None:
+        for name, held in sets.items():
+            build_sks(held, where / f"sks-{name}")
+
+    built = built_once(tmp_path_factory, "recon-sks", build)
+    return {name: built / f"sks-{name}" for name in sets}
 
 
 @pytest.fixture(scope="session")
-def loaded_db(keys: Keys, scratch: Path) -> Path:
+def loaded_db(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An Attester SQLite database holding every key (made once, copied per test)."""
-    path_ = scratch / "attester-all.db"
-    settings = load_settings(None, database_url=f"sqlite:///{path_}")
-    load(settings, keys.debian + keys.made)
-    return path_
+
+    def build(where: Path) -> None:
+        settings = load_settings(None, database_url=f"sqlite:///{where / 'attester-all.db'}")
+        load(settings, keys.debian + keys.made)
+
+    return built_once(tmp_path_factory, "recon-loaded", build) / "attester-all.db"
 
 
 def free_port_on(host: str) -> int:
