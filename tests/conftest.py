@@ -114,7 +114,9 @@ def fresh_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     # Per-client rate limits out of the way (every test request comes from 127.0.0.1);
-    # tests/service/test_client_limits.py sets its own.
+    # tests/service/test_client_limits.py sets its own. One parsing worker per app: a
+    # test sends one upload at a time, and the suite starts hundreds of apps (the tests
+    # of the pool itself set their own).
     return load_settings(
         None,
         database_url=database_url,
@@ -122,6 +124,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         port=0,
         rate_limit_mail_requests="100000/minute",
         rate_limit_text_search="100000/minute",
+        parse_workers=1,
     )
 
 
