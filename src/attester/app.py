@@ -188,7 +188,7 @@ class _App(Starlette):
                 cache is not None
                 and self.state.cors_all
                 and not self.state.core.policy.current.audience_matters
-                and await answer_kept(cache, scope, send, str(Audience.OUTSIDE), _EXPOSE)
+                and await answer_kept(cache, self, scope, send, str(Audience.OUTSIDE), _EXPOSE)
             ):
                 return
         await super().__call__(scope, receive, send)

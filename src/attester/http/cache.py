@@ -14,15 +14,20 @@ is what makes lookups cheap. Every kept answer carries an ``ETag``; a request wh
 Not kept: anything an adapter did not mark (uploads, pages, text searches, errors other
 than "not found"), HEAD requests, and what upstreams decide (a "not found" while
 upstreams are configured, an answer resting on an upstream's word): the upstream cache
-says when to ask them again. A kept answer also ages out after ``answer_cache_seconds``,
-and is made again once a key it serves expires (an index's "expired" flag moves with time
-alone); each answer's age limit is drawn a little short of that setting, so answers made
-together are not made again together.
+says when to ask them again. A kept answer is made again once a key it serves expires (an
+index's "expired" flag moves with time alone), and refreshed after
+``answer_cache_seconds`` even when nothing was written: the request that finds it past that
+age still gets it at once, while the app makes it again in the background (nginx's
+``proxy_cache_background_update``). Answers made in one burst would otherwise all be made
+again in one burst, each on a request's time. Each answer's age limit is drawn a little
+short of the setting, and past twice the setting an answer is not served at all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -39,6 +44,10 @@ from attester.store.views import OriginKind, StoredCert
 
 _FLAG = "attester.reusable"
 _TURNS = "attester.reusable_turns"  # when the answer changes with time alone (or None)
+_REFRESH = "attester.refresh"  # a background refresh: make the answer, do not look it up
+_REFRESHES = 4  # background refreshes at once per process; a stale answer waits for a slot
+
+log = logging.getLogger("attester.http")
 
 
 def reusable(request: Request, served: Sequence[StoredCert] = ()) -> None:
@@ -64,7 +73,8 @@ def reusable_miss(request: Request) -> None:
 class _Entry:
     generation: int
     made: datetime  # on the app's clock
-    until: datetime  # reused before this only: its age limit, or a served key's expiry
+    until: datetime  # its age limit: served after it only while it is made again
+    turns: datetime | None  # a served key's expiry: never served from then on
     status: int
     headers: tuple[tuple[bytes, bytes], ...]  # with content-length and etag
     body: bytes
@@ -94,7 +104,9 @@ class AnswerCache:
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
         self._vary: dict[tuple[bytes, bytes], tuple[bytes, ...]] = {}
         self._bytes = 0
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.refreshes = 0
+        self._refreshing: set[Key] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _key(self, scope: Scope, headers: dict[bytes, bytes], audience: str) -> Key | None:
         url = (scope.get("raw_path") or scope["path"].encode(), scope["query_string"])
@@ -104,20 +116,68 @@ class AnswerCache:
         return (*url, audience, tuple(headers.get(n) for n in names))
 
     def get(
-        self, scope: Scope, headers: dict[bytes, bytes], generation: int, audience: str
+        self,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        generation: int,
+        audience: str,
+        app: ASGIApp | None = None,
     ) -> _Entry | None:
+        """The answer kept for this request, or None. One past its age limit is returned
+        too, and made again in the background by ``app`` (the whole application)."""
+        if scope.get("state", {}).get(_REFRESH):
+            return None  # the refresh itself
         key = self._key(scope, headers, audience)
         entry = self._entries.get(key) if key is not None else None
+        now = self.clock()
         if (
-            entry is None
+            key is None
+            or entry is None
             or entry.generation != generation
-            or not entry.made <= self.clock() < entry.until
+            or now < entry.made
+            or (entry.turns is not None and now >= entry.turns)
+            or now >= entry.until + self.max_age
         ):
             self.misses += 1
             return None
-        self._entries.move_to_end(key)  # type: ignore[arg-type]
+        self._entries.move_to_end(key)
         self.hits += 1
+        if now >= entry.until and app is not None:
+            self._refresh(key, scope, app)
         return entry
+
+    @property
+    def refreshing(self) -> int:
+        """Background refreshes under way."""
+        return len(self._refreshing)
+
+    def _refresh(self, key: Key, scope: Scope, app: ASGIApp) -> None:
+        """Make the answer for ``scope`` again in the background: the same request through
+        the whole application, its answer kept and sent nowhere. At most ``_REFRESHES`` at
+        once, one per answer; the stale answer is served meanwhile."""
+        if key in self._refreshing or len(self._refreshing) >= _REFRESHES:
+            return
+        self._refreshing.add(key)
+        self.refreshes += 1
+        fresh: Scope = {**scope, "state": {_REFRESH: True}}
+
+        async def no_body() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def nowhere(message: Message) -> None:
+            pass
+
+        async def run() -> None:
+            try:
+                await app(fresh, no_body, nowhere)
+            except Exception:  # the stale answer ages out on its own; say why it was not made
+                log.exception("refreshing a kept answer failed")
+            finally:
+                self._refreshing.discard(key)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)  # kept alive until done
+        task.add_done_callback(self._tasks.discard)
 
     def put(
         self,
@@ -148,9 +208,9 @@ class AnswerCache:
         )
         made = self.clock()
         until = made + self.max_age * random.uniform(0.9, 1.0)
-        if turns is not None and made < turns:
-            until = min(until, turns)
-        entry = _Entry(generation, made, until, start["status"], kept, body, etag)
+        if turns is not None and turns <= made:
+            turns = None  # already past: the answer says so, and time changes it no further
+        entry = _Entry(generation, made, until, turns, start["status"], kept, body, etag)
         if len(body) > self.max_bytes // 16:
             return entry  # answered, not kept: one answer may not crowd out the rest
         url = (scope.get("raw_path") or scope["path"].encode(), scope["query_string"])
@@ -191,7 +251,7 @@ class AnswerCacheMiddleware:
         # Who asks may change the answer (a domain kept inside): the audience the access
         # guard found is part of the key.
         audience = str(scope.get("state", {}).get(AUDIENCE_KEY, ""))
-        entry = cache.get(scope, headers, generation, audience)
+        entry = cache.get(scope, headers, generation, audience, scope.get("app"))
         if entry is not None:
             await _answer(send, entry, headers.get(b"if-none-match"))
             return
@@ -225,16 +285,16 @@ class AnswerCacheMiddleware:
 
 
 async def answer_kept(
-    cache: AnswerCache, scope: Scope, send: Send, audience: str, expose: bytes
+    cache: AnswerCache, app: ASGIApp, scope: Scope, send: Send, audience: str, expose: bytes
 ) -> bool:
-    """Answer ``scope`` from ``cache`` before any middleware (the application's fast path,
+    """Answer ``scope`` from ``cache`` before any middleware (the fast path of ``app``,
     ``attester.app``), adding what the CORS middleware would for an application that
     allows every origin (``expose``: its Access-Control-Expose-Headers); False when
     nothing is kept for it, or the request carries cookies (then CORS differs)."""
     headers = {bytes(k).lower(): bytes(v) for k, v in scope["headers"]}
     if b"cookie" in headers:
         return False
-    entry = cache.get(scope, headers, cache.changes.current(), audience)
+    entry = cache.get(scope, headers, cache.changes.current(), audience, app)
     if entry is None:
         return False
     extra: tuple[tuple[bytes, bytes], ...] = ()
