@@ -92,6 +92,7 @@ class Core:
 
     # ---- lookups
     async def lookup(self, query: Query, audience: Audience = Audience.OUTSIDE) -> list[StoredCert]:
+        """What ``query`` finds for ``audience`` (``_lookup`` says from where, and how)."""
         found, _ = await self._lookup(query, audience, listed=False)
         return found
 

@@ -152,7 +152,7 @@ def _at_head(db: Database) -> bool:
     """Whether the schema is already at the newest migration: then an app start or a
     command skips Alembic, which reads and compiles every migration script each time
     (a fifth of an app start's CPU)."""
-    with db.writer.connect() as conn:
+    with db.reader.connect() as conn:  # no write lock (SQLite: BEGIN IMMEDIATE)
         if not inspect(conn).has_table("alembic_version"):
             return False
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
