@@ -141,7 +141,9 @@ def _serve_one(
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
-            access_log=settings.access_log,
+            # uvicorn builds each access line's parts before its logger checks the level:
+            # at a level that drops them (warning and above) they are not built at all.
+            access_log=settings.access_log and log.isEnabledFor(logging.INFO),
             proxy_headers=True,
             forwarded_allow_ips=list(settings.forwarded_allow_ips),
             server_header=False,
