@@ -18,10 +18,10 @@ from pysequoia import Tsk
 from sqlalchemy import delete, select
 
 from attester.config import Settings, load_settings
-from attester.federation import DumpImporter
-from attester.openpgp import sks_digest
+from attester.federation import DumpImporter, DumpReader
+from attester.openpgp import Limits, sks_digest
 from attester.openpgp._keys import fingerprint_of
-from attester.openpgp._packets import PUBLIC_KEY, split_packets
+from attester.openpgp._packets import split_packets
 from attester.recon.ptree import path
 from attester.service.core import Core
 from attester.store.db import Database, open_database, upgrade
@@ -97,17 +97,8 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
         if fingerprint_of(split_packets(k)[0].body).hex not in KNOWN_DIFFERENT
     ]
     made = built_once(tmp_path_factory, "recon-keys", _make_keys) / "made.pgp"
-    return Keys(debian, _certificates(made.read_bytes()))
-
-
-def _certificates(data: bytes) -> list[bytes]:
-    """A keyring split into its certificates, packets untouched."""
-    out: list[list[bytes]] = []
-    for p in split_packets(data):
-        if p.tag == PUBLIC_KEY:
-            out.append([])
-        out[-1].append(p.serialize())
-    return [b"".join(c) for c in out]
+    with made.open("rb") as f:  # the dump reader splits it, packets untouched
+        return Keys(debian, [item.data for item in DumpReader(f, Limits())])
 
 
 @pytest.fixture(scope="session")

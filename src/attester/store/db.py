@@ -13,13 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.engine import make_url
 
 from attester.store.changes import Changes, changes_for
 from attester.store.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -132,7 +135,7 @@ def open_database(url: str, pool_size: int = 5) -> Database:
     return Database(engine, engine, changes)
 
 
-def _alembic_config() -> Any:
+def _alembic_config() -> Config:
     from alembic.config import Config
 
     cfg = Config()
